@@ -1,0 +1,40 @@
+"""
+The shared parts every protocol factory needs, built once by
+L{mailplat.service.MailplatService}.
+"""
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+@dataclass
+class ServerContext:
+    """
+    @ivar config: the L{mailplat.config.Config}.
+    @ivar portal: a L{twisted.cred.portal.Portal} whose realm hands out
+        L{mailplat.interfaces.IMailUser} avatars.
+    @ivar store: the L{mailplat.interfaces.IMailStore}.
+    @ivar users: the L{mailplat.interfaces.IUserDirectory}.
+    @ivar queue: the L{mailplat.queue.store.QueueStore}.
+    @ivar runner: the L{mailplat.queue.runner.QueueRunner} (C{enqueue} a
+        committed message).
+    @ivar tlsOptions: TLS server options (a L{twisted.internet.ssl.CertificateOptions}),
+        or L{None} when no certificate is configured.
+    @ivar clock: an L{IReactorTime} (the reactor; a Clock in unit tests).
+    @ivar runBlocking: C{f(callable, *args, **kw) -> Deferred} running
+        blocking disk or CPU work off the reactor thread (a synchronous
+        stand-in in unit tests).
+    @ivar callFromThread: C{f(callable, *args)} scheduling a call on the
+        reactor thread (used by store listeners).
+    """
+
+    config: Any
+    portal: Any
+    store: Any
+    users: Any
+    queue: Any
+    runner: Any
+    tlsOptions: Any
+    clock: Any
+    runBlocking: Callable
+    callFromThread: Callable

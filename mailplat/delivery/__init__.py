@@ -1,0 +1,3 @@
+"""
+Delivery targets: where the queue runner hands messages.
+"""

@@ -1,0 +1,143 @@
+"""
+Every public interface of mailplat.  Protocol packages reach storage, the queue
+and delivery only through these (and through L{twisted.cred}).
+
+Threading rule: methods documented as I{blocking} do disk I/O; callers on the
+reactor thread run them with L{twisted.internet.threads.deferToThread}.
+"""
+
+from zope.interface import Attribute, Interface
+
+
+class IMailFolder(Interface):
+    """
+    One folder of one user: messages with UIDs and flags.
+
+    Call order: any number of L{snapshot} calls; L{read}/L{openMessage},
+    L{setFlags} and L{remove} take L{MessageInfo} objects from a snapshot.
+    Every method is I{blocking} and thread-safe.
+    """
+
+    uidValidity = Attribute("The folder's UIDVALIDITY (RFC 3501 2.3.1.1), an int.")
+    uidNext = Attribute("The UID the next message will get, an int.")
+
+    def snapshot():
+        """
+        @return: the folder's messages, a list of
+            L{mailplat.storage.maildir.MessageInfo} ordered by UID.
+        """
+
+    def read(info):
+        """
+        @return: the message's bytes, exactly as stored (CRLF line endings).
+        @raise mailplat.storage.maildir.MessageGone: it was removed meanwhile.
+        """
+
+    def openMessage(info):
+        """
+        @return: a binary file object on the message; the caller closes it.
+        @raise mailplat.storage.maildir.MessageGone: it was removed meanwhile.
+        """
+
+    def deliver(chunks, flags=frozenset()):
+        """
+        Store a message given as an iterable of byte chunks, durably (fsync)
+        before returning.
+
+        @return: its UID.
+        """
+
+    def setFlags(info, flags):
+        """
+        Replace the message's system flags.
+
+        @return: the updated L{MessageInfo}.
+        """
+
+    def remove(infos):
+        """
+        Delete messages permanently.
+        """
+
+    def addListener(listener):
+        """
+        Call C{listener()} after any change, from the thread that made it.
+        """
+
+    def removeListener(listener):
+        """
+        Stop calling C{listener}.
+        """
+
+
+class IMailStore(Interface):
+    """
+    The mailboxes of every user.
+    """
+
+    def folder(address, name="INBOX"):
+        """
+        I{blocking}.
+
+        @return: the L{IMailFolder} C{name} of user C{address}; INBOX always
+            exists.
+        @raise mailplat.storage.maildir.BadFolderName: the name is not allowed.
+        @raise mailplat.storage.maildir.NoSuchFolder: no such folder.
+        """
+
+    def deliver(address, chunks, folder="INBOX"):
+        """
+        I{blocking}.  Deliver a message to a user's folder durably.
+
+        @return: the new UID.
+        """
+
+
+class IDeliveryTarget(Interface):
+    """
+    Something the queue runner hands messages to: local mailboxes, remote MX
+    hosts, a smarthost, an application.
+
+    Call order: L{accepts} for each recipient when the message is queued and
+    again at each attempt; then L{deliver} with the recipients it accepted.
+    """
+
+    name = Attribute("A short name for logs, such as C{local} or C{smtp}.")
+
+    def accepts(recipient):
+        """
+        @return: whether this target delivers to C{recipient} (a L{str}).
+        """
+
+    def deliver(item, recipients):
+        """
+        Deliver the queued message C{item} (a
+        L{mailplat.queue.store.QueuedMessage}) to C{recipients}.
+
+        @return: a Deferred firing with a L{dict} of recipient to
+            L{mailplat.queue.envelope.DeliveryResult}.  A result must only say
+            "delivered" once the message is durable at the destination.
+        """
+
+
+class IUserDirectory(Interface):
+    """
+    Who exists: consulted by SMTP at RCPT time and by local delivery.
+    """
+
+    def exists(address):
+        """
+        I{blocking}: may read a file.
+
+        @return: whether C{address} is a local mailbox.
+        """
+
+
+class IMailUser(Interface):
+    """
+    The avatar of an authenticated user (from L{mailplat.auth.realm}); SMTP,
+    POP3 and IMAP all log in for this interface.
+    """
+
+    address = Attribute("The user's address, normalized (lower case), a str.")
+    store = Attribute("The L{IMailStore} holding the user's folders.")

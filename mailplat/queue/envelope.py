@@ -1,0 +1,115 @@
+"""
+The envelope of a queued message and the per-recipient delivery state, stored
+as JSON (never pickle).
+"""
+
+import json
+from dataclasses import asdict, dataclass, field
+
+PENDING = "pending"
+DELIVERED = "delivered"
+FAILED = "failed"
+DEFERRED = "deferred"
+
+
+@dataclass
+class Recipient:
+    """
+    One envelope recipient and its delivery state.
+
+    @ivar state: C{pending} (not tried yet or to retry), C{delivered} or
+        C{failed} (final).
+    """
+
+    address: str
+    state: str = PENDING
+    attempts: int = 0
+    lastStatus: str = ""
+    lastError: str = ""
+    # ORCPT and NOTIFY (RFC 3461) are filled by the SMTP server when given.
+    orcpt: str = ""
+    notify: str = ""
+
+    @property
+    def final(self):
+        return self.state in (DELIVERED, FAILED)
+
+
+@dataclass
+class Envelope:
+    """
+    What SMTP learnt about a message besides its content.
+
+    @ivar sender: the reverse path, C{""} for the null sender C{<>}.
+    @ivar client: facts about the submitting client (address, helo, TLS,
+        authenticated user) for logs and bounces.
+    @ivar params: MAIL parameters kept for later (BODY, SMTPUTF8, RET, ENVID).
+    """
+
+    id: str
+    sender: str
+    recipients: list
+    arrival: float
+    client: dict = field(default_factory=dict)
+    params: dict = field(default_factory=dict)
+
+    def toJSON(self):
+        return json.dumps(asdict(self), sort_keys=True, ensure_ascii=False).encode(
+            "utf-8"
+        )
+
+    @classmethod
+    def fromJSON(cls, data):
+        """
+        @raise ValueError: C{data} is not a valid envelope.
+        """
+        raw = json.loads(data.decode("utf-8"))
+        if not isinstance(raw, dict):
+            raise ValueError("envelope is not a JSON object")
+        try:
+            recipients = [Recipient(**r) for r in raw.pop("recipients")]
+            env = cls(recipients=recipients, **raw)
+        except (TypeError, KeyError) as e:
+            raise ValueError(f"bad envelope: {e}") from None
+        if not isinstance(env.id, str) or not isinstance(env.sender, str):
+            raise ValueError("bad envelope: id and sender must be strings")
+        return env
+
+    def stateJSON(self):
+        """
+        The mutable part (per-recipient state), stored beside the queue file.
+        """
+        return json.dumps(
+            [asdict(r) for r in self.recipients], sort_keys=True, ensure_ascii=False
+        ).encode("utf-8")
+
+    def applyState(self, data):
+        """
+        Overlay per-recipient state read from the state file.
+
+        @raise ValueError: C{data} does not match the envelope.
+        """
+        raw = json.loads(data.decode("utf-8"))
+        if not isinstance(raw, list) or len(raw) != len(self.recipients):
+            raise ValueError("state does not match the envelope")
+        try:
+            self.recipients = [Recipient(**r) for r in raw]
+        except TypeError as e:
+            raise ValueError(f"bad state: {e}") from None
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    """
+    The outcome of one delivery attempt for one recipient.
+
+    @ivar state: C{delivered}, C{deferred} (try again later) or C{failed}.
+    @ivar status: the RFC 3463 enhanced status code, e.g. C{"2.0.0"}.
+    @ivar detail: a human-readable explanation for logs and bounces.
+    @ivar relay: where it went, e.g. C{"local"} or C{"mx.example[192.0.2.1]:25"}.
+    """
+
+    state: str
+    status: str
+    detail: str
+    relay: str = ""

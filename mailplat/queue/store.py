@@ -1,0 +1,263 @@
+"""
+The queue on disk.
+
+Layout under the queue directory::
+
+    tmp/<id>          a message being received (removed on failure or restart)
+    active/<id>       a queued message: header line, JSON envelope, message
+    active/<id>.state per-recipient state, once an attempt changed it
+    quarantine/<id>   queue files that could not be parsed
+
+A queue file is::
+
+    MAILPLAT-QUEUE 1 <length of the JSON envelope>\\n
+    <JSON envelope>\\n
+    <the message, CRLF line endings>
+
+Durability contract (docs/queue.md): L{SpoolFile.commit} fsyncs the file,
+renames it into C{active/} and fsyncs the directory before returning; only then
+does SMTP answer 250.  Every method that touches the disk is I{blocking}.
+"""
+
+import os
+import secrets
+import time
+
+from mailplat._fsutil import fsyncDirectory, writeFileAtomically
+from mailplat.queue.envelope import Envelope
+
+_MAGIC = b"MAILPLAT-QUEUE 1 "
+_CHUNK = 64 * 1024
+
+
+class QueueFileError(ValueError):
+    """
+    A queue file cannot be parsed.
+    """
+
+
+def newQueueId():
+    """
+    A new queue id: 10 hex digits of time in milliseconds and 6 random ones,
+    upper case, sortable by arrival.
+    """
+    return f"{int(time.time() * 1000):010X}{secrets.token_hex(3).upper()}"
+
+
+class QueuedMessage:
+    """
+    A message in C{active/}: its envelope and where its content starts.
+    """
+
+    def __init__(self, path, envelope, offset, size):
+        self.path = path
+        self.envelope = envelope
+        self.offset = offset
+        self.size = size
+
+    @property
+    def id(self):
+        return self.envelope.id
+
+    def openContent(self):
+        """
+        I{blocking}.  @return: a binary file positioned at the message content.
+        """
+        f = open(self.path, "rb")
+        f.seek(self.offset)
+        return f
+
+    def contentChunks(self, chunkSize=_CHUNK):
+        """
+        I{blocking}.  Yield the message content in chunks.
+        """
+        with self.openContent() as f:
+            while True:
+                chunk = f.read(chunkSize)
+                if not chunk:
+                    return
+                yield chunk
+
+
+class SpoolFile:
+    """
+    A message being received.  L{write} may be called from the reactor thread
+    (buffered, no fsync); L{commit} and L{abort} are I{blocking}.
+    """
+
+    def __init__(self, queue, envelope):
+        self.queue = queue
+        self.envelope = envelope
+        self.tmpPath = os.path.join(queue.tmpDir, envelope.id)
+        self._file = open(self.tmpPath, "xb", buffering=_CHUNK)
+        header = envelope.toJSON()
+        prefix = _MAGIC + b"%d\n" % len(header) + header + b"\n"
+        self._file.write(prefix)
+        self.offset = len(prefix)
+        self.size = 0
+        self.closed = False
+
+    def write(self, data):
+        """
+        Append message content.
+
+        @raise OSError: on a disk error (ENOSPC, EIO...).
+        """
+        self._file.write(data)
+        self.size += len(data)
+
+    def commit(self):
+        """
+        Make the message durable and visible to the runner.
+
+        @return: the L{QueuedMessage}.
+        @raise OSError: on a disk error; nothing is left in C{active/} then.
+        """
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self.closed = True
+            final = os.path.join(self.queue.activeDir, self.envelope.id)
+            os.rename(self.tmpPath, final)
+        except BaseException:
+            self.abort()
+            raise
+        try:
+            fsyncDirectory(self.queue.activeDir)
+        except BaseException:
+            os.unlink(final)
+            raise
+        return QueuedMessage(final, self.envelope, self.offset, self.size)
+
+    def abort(self):
+        """
+        Throw the partial message away.
+        """
+        if not self.closed:
+            self.closed = True
+            try:
+                self._file.close()
+            except OSError:
+                pass
+        try:
+            os.unlink(self.tmpPath)
+        except FileNotFoundError:
+            pass
+
+
+class QueueStore:
+    """
+    The queue directory.
+    """
+
+    def __init__(self, path):
+        self.path = path
+        self.tmpDir = os.path.join(path, "tmp")
+        self.activeDir = os.path.join(path, "active")
+        self.quarantineDir = os.path.join(path, "quarantine")
+
+    def create(self):
+        """
+        I{blocking}.  Create the directories and remove what a crash left in
+        C{tmp/} (messages that never got a 250).
+
+        @return: the ids removed from C{tmp/}.
+        """
+        for d in (self.tmpDir, self.activeDir, self.quarantineDir):
+            os.makedirs(d, mode=0o700, exist_ok=True)
+        removed = []
+        for name in os.listdir(self.tmpDir):
+            os.unlink(os.path.join(self.tmpDir, name))
+            removed.append(name)
+        return removed
+
+    def spool(self, envelope):
+        """
+        Start receiving a message (opens a file in C{tmp/}).
+
+        @rtype: L{SpoolFile}
+        """
+        return SpoolFile(self, envelope)
+
+    def ids(self):
+        """
+        I{blocking}.  @return: the ids in C{active/}, oldest first.
+        """
+        return sorted(
+            n
+            for n in os.listdir(self.activeDir)
+            if not n.endswith(".state") and ".tmp" not in n
+        )
+
+    def load(self, queueId):
+        """
+        I{blocking}.  Read a queued message's envelope and state.
+
+        @raise QueueFileError: it cannot be parsed.
+        @raise FileNotFoundError: no such message.
+        """
+        path = os.path.join(self.activeDir, queueId)
+        with open(path, "rb") as f:
+            head = f.read(len(_MAGIC) + 12)
+            if not head.startswith(_MAGIC) or b"\n" not in head[len(_MAGIC) :]:
+                raise QueueFileError(f"{queueId}: bad header")
+            digits = head[len(_MAGIC) :].split(b"\n", 1)[0]
+            if not digits.isdigit():
+                raise QueueFileError(f"{queueId}: bad header")
+            length = int(digits)
+            start = len(_MAGIC) + len(digits) + 1
+            f.seek(start)
+            data = f.read(length)
+            if len(data) != length or f.read(1) != b"\n":
+                raise QueueFileError(f"{queueId}: truncated envelope")
+            offset = start + length + 1
+            size = os.fstat(f.fileno()).st_size - offset
+        try:
+            envelope = Envelope.fromJSON(data)
+        except ValueError as e:
+            raise QueueFileError(f"{queueId}: {e}") from None
+        if envelope.id != queueId:
+            raise QueueFileError(f"{queueId}: envelope names {envelope.id!r}")
+        statePath = path + ".state"
+        try:
+            with open(statePath, "rb") as f:
+                envelope.applyState(f.read())
+        except FileNotFoundError:
+            pass
+        except ValueError as e:
+            raise QueueFileError(f"{queueId}: state file: {e}") from None
+        return QueuedMessage(path, envelope, offset, size)
+
+    def saveState(self, item):
+        """
+        I{blocking}.  Durably record the per-recipient state of C{item}.
+        """
+        writeFileAtomically(item.path + ".state", item.envelope.stateJSON())
+
+    def remove(self, queueId):
+        """
+        I{blocking}.  Remove a message whose recipients are all final.
+        """
+        path = os.path.join(self.activeDir, queueId)
+        for p in (path + ".state", path):
+            try:
+                os.unlink(p)
+            except FileNotFoundError:
+                pass
+        fsyncDirectory(self.activeDir)
+
+    def quarantine(self, queueId):
+        """
+        I{blocking}.  Move an unparseable message (and its state) aside.
+        """
+        path = os.path.join(self.activeDir, queueId)
+        for suffix in ("", ".state"):
+            try:
+                os.rename(
+                    path + suffix, os.path.join(self.quarantineDir, queueId + suffix)
+                )
+            except FileNotFoundError:
+                pass
+        fsyncDirectory(self.activeDir)
+        fsyncDirectory(self.quarantineDir)

@@ -1,0 +1,99 @@
+"""
+Public test helpers: fakes that mailplat's tests and plugin authors' tests can
+use.  Nothing here opens a socket.
+"""
+
+import os
+
+from twisted.cred.portal import Portal
+from twisted.internet import defer
+from twisted.internet.task import Clock
+
+from mailplat.auth.checker import PasswordFileChecker
+from mailplat.auth.passwords import hashPassword
+from mailplat.auth.realm import MailRealm
+from mailplat.auth.userdb import UserDatabase
+from mailplat.config import configFromDict
+from mailplat.context import ServerContext
+from mailplat.queue.store import QueueStore
+from mailplat.storage.maildir import MaildirStore
+
+
+def runSynchronously(f, *args, **kwargs):
+    """
+    A stand-in for C{deferToThread} that runs C{f} at once, for unit tests.
+    """
+    return defer.maybeDeferred(f, *args, **kwargs)
+
+
+_hashes = {}
+
+
+def cachedHash(password):
+    """
+    An argon2id hash of C{password}, computed once per test run (hashing is
+    slow by design).
+    """
+    if password not in _hashes:
+        _hashes[password] = hashPassword(password)
+    return _hashes[password]
+
+
+class RecordingRunner:
+    """
+    A queue runner stand-in that records what it was given.
+    """
+
+    def __init__(self):
+        self.enqueued = []
+
+    def enqueue(self, item):
+        self.enqueued.append(item)
+
+
+def makeContext(
+    directory,
+    users=(("demo@example.test", "demo"),),
+    domains=("example.test",),
+    clock=None,
+    runBlocking=runSynchronously,
+    tlsOptions=None,
+    overrides=None,
+):
+    """
+    Build a L{ServerContext} over real files in C{directory} (a test's temporary
+    directory), with a L{Clock}, synchronous blocking calls and a
+    L{RecordingRunner}.
+
+    @param users: C{(address, password)} pairs to create.
+    @param overrides: extra config tables, merged into the config dict.
+    """
+    os.makedirs(directory, exist_ok=True)
+    usersFile = os.path.join(directory, "passwd")
+    db = UserDatabase(usersFile)
+    for address, password in users:
+        db.setPassword(address, cachedHash(password))
+    data = {"hostname": "mail.example.test", "domains": {"local": list(domains)}}
+    for key, value in (overrides or {}).items():
+        data[key] = value
+    config = configFromDict(data, directory)
+    clock = clock if clock is not None else Clock()
+    store = MaildirStore(config.storage.path)
+    queue = QueueStore(config.queue.path)
+    queue.create()
+    checker = PasswordFileChecker(
+        db, clock, runBlocking, config.auth.failureDelay
+    )
+    portal = Portal(MailRealm(store), [checker])
+    return ServerContext(
+        config=config,
+        portal=portal,
+        store=store,
+        users=db,
+        queue=queue,
+        runner=RecordingRunner(),
+        tlsOptions=tlsOptions,
+        clock=clock,
+        runBlocking=runBlocking,
+        callFromThread=lambda f, *a: f(*a),
+    )
