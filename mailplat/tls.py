@@ -2,6 +2,9 @@
 TLS server contexts from the configured certificate and key.
 """
 
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from OpenSSL import crypto
 from twisted.internet import ssl
 
 
@@ -14,20 +17,12 @@ def serverContextFactory(certificatePath, keyPath):
     @rtype: L{twisted.internet.ssl.CertificateOptions}
     """
     with open(certificatePath, "rb") as f:
-        certData = f.read()
+        certs = x509.load_pem_x509_certificates(f.read())
     with open(keyPath, "rb") as f:
-        keyData = f.read()
-    certs = ssl.Certificate.loadPEM
-    pems = [
-        b"-----BEGIN CERTIFICATE-----" + part
-        for part in certData.split(b"-----BEGIN CERTIFICATE-----")[1:]
-    ]
-    leaf = certs(pems[0])
-    key = ssl.KeyPair.load(keyData, ssl.FILETYPE_PEM)
-    chain = [certs(p).original for p in pems[1:]]
+        key = load_pem_private_key(f.read(), password=None)
     return ssl.CertificateOptions(
-        privateKey=key.original,
-        certificate=leaf.original,
-        extraCertChain=chain,
+        privateKey=crypto.PKey.from_cryptography_key(key),
+        certificate=crypto.X509.from_cryptography(certs[0]),
+        extraCertChain=[crypto.X509.from_cryptography(c) for c in certs[1:]],
         raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
     )
