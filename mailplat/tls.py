@@ -4,7 +4,6 @@ TLS server contexts from the configured certificate and key.
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
-from OpenSSL import crypto
 from twisted.internet import ssl
 
 
@@ -21,8 +20,10 @@ def serverContextFactory(certificatePath, keyPath):
     with open(keyPath, "rb") as f:
         key = load_pem_private_key(f.read(), password=None)
     return ssl.CertificateOptions(
-        privateKey=crypto.PKey.from_cryptography_key(key),
-        certificate=crypto.X509.from_cryptography(certs[0]),
-        extraCertChain=[crypto.X509.from_cryptography(c) for c in certs[1:]],
+        # pyOpenSSL takes cryptography's objects directly (its own X509 and
+        # PKey wrappers are deprecated).
+        privateKey=key,
+        certificate=certs[0],
+        extraCertChain=certs[1:],
         raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
     )
