@@ -171,9 +171,6 @@ def configFromDict(data, baseDir, source="<config>"):
         return os.path.normpath(os.path.join(baseDir, _string(value)))
 
     hostname = top.get("hostname", _domain)
-    logLevel = top.get(
-        "log_level", _choice("debug", "info", "warn", "error"), "info"
-    )
 
     domains = top.table("domains")
     local = domains.get("local", _stringList)
@@ -301,7 +298,6 @@ def configFromDict(data, baseDir, source="<config>"):
         queue=queue,
         smtp=smtp,
         access=access,
-        logLevel=logLevel,
     )
 
 

@@ -97,7 +97,6 @@ class Config:
     queue: QueueConfig = field(default_factory=QueueConfig)
     smtp: SMTPConfig = field(default_factory=SMTPConfig)
     access: AccessConfig = field(default_factory=AccessConfig)
-    logLevel: str = "info"
 
     def isLocalDomain(self, domain):
         return domain.lower().rstrip(".") in self.localDomains

@@ -43,6 +43,10 @@ class QueueRunner(service.Service):
     # -- service
 
     def startService(self):
+        """
+        Schedule every message already in the queue.  The queue directories
+        must exist (L{mailplat.queue.store.QueueStore.create}).
+        """
         service.Service.startService(self)
         self._recovered = self.runBlocking(self._recover)
         self._recovered.addCallback(self._scheduleAll)
@@ -52,17 +56,9 @@ class QueueRunner(service.Service):
         return self._recovered
 
     def _recover(self):
-        removed = self.store.create()
-        return removed, self.store.ids()
+        return self.store.ids()
 
-    def _scheduleAll(self, result):
-        removed, ids = result
-        for name in removed:
-            self.log.info(
-                "{queueId}: removed unfinished message from an earlier run "
-                "(it never got a 250)",
-                queueId=name,
-            )
+    def _scheduleAll(self, ids):
         if ids:
             self.log.info("queue: resuming {count} message(s)", count=len(ids))
         for queueId in ids:

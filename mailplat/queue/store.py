@@ -38,7 +38,7 @@ class QueueFileError(ValueError):
 
 def newQueueId():
     """
-    A new queue id: 10 hex digits of time in milliseconds and 6 random ones,
+    A new queue id: the time in milliseconds and 6 random hex digits,
     upper case, sortable by arrival.
     """
     return f"{int(time.time() * 1000):010X}{secrets.token_hex(3).upper()}"

@@ -1,0 +1,3 @@
+"""
+The C{mailplat} admin command.
+"""

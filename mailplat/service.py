@@ -1,0 +1,166 @@
+"""
+L{MailplatService}: everything a config describes, as one Twisted service that
+twistd runs or that any Twisted application can add to its own hierarchy.
+"""
+
+import os
+
+from twisted.application import service
+from twisted.cred.portal import Portal
+from twisted.internet import threads
+from twisted.logger import Logger
+
+from mailplat.auth.checker import PasswordFileChecker
+from mailplat.auth.realm import MailRealm
+from mailplat.auth.userdb import UserDatabase
+from mailplat.config import loadConfigString
+from mailplat.context import ServerContext
+from mailplat.delivery.local import LocalDelivery
+from mailplat.listeners import ListenError, ListenerService
+from mailplat.queue.runner import QueueRunner
+from mailplat.queue.store import QueueStore
+from mailplat.storage.maildir import MaildirStore
+from mailplat.tls import serverContextFactory
+
+__all__ = ["ListenError", "MailplatService"]
+
+
+def _factoryFor(protocol):
+    if protocol == "smtp":
+        from mailplat.smtp.server import SMTPFactory
+
+        return SMTPFactory
+    if protocol == "pop3":
+        from mailplat.pop3.server import POP3Factory
+
+        return POP3Factory
+    from mailplat.imap.server import IMAPFactory
+
+    return IMAPFactory
+
+
+class MailplatService(service.MultiService):
+    """
+    The mail server described by a L{mailplat.config.Config}.
+
+    Nothing touches the disk or the network until the service starts: ports
+    are bound in L{privilegedStartService} (before twistd drops privileges),
+    directories are created and the TLS key is read... in
+    L{privilegedStartService} too for the key (it may be readable by root
+    only), and the queue is created in L{startService} (as the final user).
+
+    @ivar context: the L{ServerContext} shared by every protocol.
+    @ivar runner: the L{QueueRunner}.
+    @ivar listeners: L{ListenerService} children by listener name.
+    """
+
+    log = Logger()
+
+    def __init__(self, config, reactor=None):
+        service.MultiService.__init__(self)
+        if reactor is None:
+            from twisted.internet import reactor
+        self.config = config
+        self.reactor = reactor
+
+        def runBlocking(f, *args, **kwargs):
+            return threads.deferToThreadPool(
+                reactor, reactor.getThreadPool(), f, *args, **kwargs
+            )
+
+        store = MaildirStore(config.storage.path)
+        users = UserDatabase(config.auth.usersFile)
+        checker = PasswordFileChecker(
+            users, reactor, runBlocking, config.auth.failureDelay
+        )
+        queue = QueueStore(config.queue.path)
+        local = LocalDelivery(store, users, config.isLocalDomain, runBlocking)
+        self.runner = QueueRunner(queue, [local], reactor, runBlocking, config.queue)
+        self.context = ServerContext(
+            config=config,
+            portal=Portal(MailRealm(store), [checker]),
+            store=store,
+            users=users,
+            queue=queue,
+            runner=self.runner,
+            tlsOptions=None,
+            clock=reactor,
+            runBlocking=runBlocking,
+            callFromThread=reactor.callFromThread,
+        )
+        self.runner.setServiceParent(self)
+        self.listeners = {}
+        for listener in config.listeners:
+            child = ListenerService(
+                listener,
+                self._makeFactory(listener),
+                reactor,
+                lambda: self.context.tlsOptions,
+            )
+            child.setServiceParent(self)
+            self.listeners[listener.name] = child
+
+    @classmethod
+    def fromTOML(cls, text, baseDir, reactor=None):
+        """
+        Build the service from TOML text; relative paths are resolved against
+        C{baseDir}.
+
+        @raise mailplat.config.ConfigError: listing every problem.
+        """
+        return cls(loadConfigString(text, baseDir), reactor)
+
+    def _makeFactory(self, listener):
+        def make():
+            return _factoryFor(listener.protocol)(self.context, listener)
+
+        return make
+
+    def _loadTLS(self):
+        tls = self.config.tls
+        if tls.certificate and self.context.tlsOptions is None:
+            self.context.tlsOptions = serverContextFactory(tls.certificate, tls.key)
+
+    def privilegedStartService(self):
+        """
+        Read the TLS key and bind every listener.
+
+        @raise ListenError: a port could not be bound; nothing stays bound.
+        """
+        self._loadTLS()
+        try:
+            service.MultiService.privilegedStartService(self)
+        except ListenError:
+            for child in self.listeners.values():
+                if child.port is not None:
+                    child.port.stopListening()
+                    child.port = None
+            raise
+
+    def startService(self):
+        """
+        Create the store and queue directories, clear what a crash left
+        half-received, resume the queue and start serving.
+
+        @raise ListenError: a port could not be bound.
+        """
+        self._loadTLS()
+        os.makedirs(self.config.storage.path, mode=0o700, exist_ok=True)
+        for name in self.context.queue.create():
+            self.log.info(
+                "{queueId}: removed a partly received message left by an earlier "
+                "run (it never got a 250)",
+                queueId=name,
+            )
+        try:
+            service.MultiService.startService(self)
+        except ListenError:
+            self.stopService()
+            raise
+
+    def listeningPorts(self):
+        """
+        @return: a L{dict} of listener name to its bound L{IListeningPort}
+            (handy with C{tcp:0} endpoints in tests and embedding).
+        """
+        return {name: child.port for name, child in self.listeners.items()}

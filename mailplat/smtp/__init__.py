@@ -1,0 +1,3 @@
+"""
+The ESMTP server.
+"""

@@ -1,0 +1,197 @@
+"""
+RFC 5321 4.1.2 path parsing for MAIL FROM and RCPT TO, written against the
+grammar rather than as a regular expression over the line: relay decisions
+depend on it, so a percent hack, a quoted local part or a source route must be
+parsed the way the next hop would parse it.
+"""
+
+from dataclasses import dataclass
+
+# RFC 5322 3.2.3 atext
+_ATEXT = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    "!#$%&'*+-/=?^_`{|}~"
+)
+_LETDIG = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+
+MAX_LOCAL_PART = 64  # RFC 5321 4.5.3.1.1
+MAX_DOMAIN = 255  # RFC 5321 4.5.3.1.2
+MAX_PATH = 256  # RFC 5321 4.5.3.1.3
+
+
+class AddressSyntaxError(ValueError):
+    """
+    The path does not follow RFC 5321's grammar.
+    """
+
+
+@dataclass(frozen=True)
+class Address:
+    """
+    A parsed mailbox.
+
+    @ivar localPart: as sent, including quotes if it was quoted.
+    @ivar domain: lower-cased; an address literal keeps its brackets.
+    """
+
+    localPart: str
+    domain: str
+
+    def __str__(self):
+        return f"{self.localPart}@{self.domain}"
+
+    @property
+    def isQuoted(self):
+        return self.localPart.startswith('"')
+
+    @property
+    def isAddressLiteral(self):
+        return self.domain.startswith("[")
+
+
+def _parseDomain(text):
+    if not text:
+        raise AddressSyntaxError("empty domain")
+    if len(text) > MAX_DOMAIN:
+        raise AddressSyntaxError("domain too long")
+    if text.startswith("["):
+        if not text.endswith("]") or len(text) < 3:
+            raise AddressSyntaxError("bad address literal")
+        inner = text[1:-1]
+        if any(c in inner for c in "[]\\") or any(ord(c) < 33 or ord(c) > 126 for c in inner):
+            raise AddressSyntaxError("bad address literal")
+        return text
+    for label in text.split("."):
+        if (
+            not label
+            or label[0] not in _LETDIG
+            or label[-1] not in _LETDIG
+            or any(c not in _LETDIG and c != "-" for c in label)
+            or len(label) > 63
+        ):
+            raise AddressSyntaxError(f"bad domain {text!r}")
+    return text.lower()
+
+
+def _parseLocalPart(text):
+    if not text:
+        raise AddressSyntaxError("empty local part")
+    if text.startswith('"'):
+        i = 1
+        while i < len(text):
+            c = text[i]
+            if c == "\\":
+                if i + 1 >= len(text) or not (32 <= ord(text[i + 1]) <= 126):
+                    raise AddressSyntaxError("bad quoted pair")
+                i += 2
+                continue
+            if c == '"':
+                break
+            if not (32 <= ord(c) <= 126):
+                raise AddressSyntaxError("bad character in quoted local part")
+            i += 1
+        else:
+            raise AddressSyntaxError("unterminated quoted local part")
+        if i != len(text) - 1:
+            raise AddressSyntaxError("text after quoted local part")
+    else:
+        for atom in text.split("."):
+            if not atom or any(c not in _ATEXT for c in atom):
+                raise AddressSyntaxError(f"bad local part {text!r}")
+    if len(text.encode("utf-8")) > MAX_LOCAL_PART:
+        raise AddressSyntaxError("local part too long")
+    return text
+
+
+def _splitMailbox(text):
+    """
+    Split at the C{@} that separates local part and domain: the last one
+    outside a quoted string.
+    """
+    inQuote = False
+    escaped = False
+    at = -1
+    for i, c in enumerate(text):
+        if escaped:
+            escaped = False
+        elif c == "\\" and inQuote:
+            escaped = True
+        elif c == '"':
+            inQuote = not inQuote
+        elif c == "@" and not inQuote:
+            at = i
+    if at < 0:
+        raise AddressSyntaxError("no @ in address")
+    return text[:at], text[at + 1 :]
+
+
+def parsePath(text, allowNull):
+    """
+    Parse the path at the start of C{text} (what follows C{FROM:} or C{TO:}),
+    C{<mailbox>} or, when C{allowNull}, C{<>}.  A source route (C{@a,@b:}) is
+    accepted and ignored (RFC 5321 4.1.2, C.); what counts is the mailbox.
+
+    @return: C{(address, rest)}: an L{Address}, or L{None} for C{<>}, and the
+        text after the path (the ESMTP parameters).
+    @raise AddressSyntaxError: on any deviation from the grammar, a NUL or a
+        non-ASCII character.
+    """
+    text = text.lstrip(" ")
+    if not text.startswith("<"):
+        raise AddressSyntaxError("the path must be in angle brackets")
+    # Find the closing bracket outside a quoted string.
+    inQuote = escaped = False
+    end = -1
+    for i in range(1, len(text)):
+        c = text[i]
+        if escaped:
+            escaped = False
+        elif c == "\\" and inQuote:
+            escaped = True
+        elif c == '"':
+            inQuote = not inQuote
+        elif c == ">" and not inQuote:
+            end = i
+            break
+    if end < 0:
+        raise AddressSyntaxError("missing >")
+    inner, rest = text[1:end], text[end + 1 :]
+    if rest and not rest.startswith(" "):
+        raise AddressSyntaxError("text after the path")
+    if len(inner) > MAX_PATH:
+        raise AddressSyntaxError("path too long")
+    if any(ord(c) < 32 or ord(c) > 126 for c in inner):
+        raise AddressSyntaxError("control or non-ASCII character in the path")
+    if inner == "":
+        if not allowNull:
+            raise AddressSyntaxError("empty path")
+        return None, rest.strip(" ")
+    if inner.startswith("@"):
+        route, colon, inner = inner.partition(":")
+        if not colon:
+            raise AddressSyntaxError("bad source route")
+        for hop in route.split(","):
+            if not hop.startswith("@"):
+                raise AddressSyntaxError("bad source route")
+            _parseDomain(hop[1:])
+    local, domain = _splitMailbox(inner)
+    return Address(_parseLocalPart(local), _parseDomain(domain)), rest.strip(" ")
+
+
+def parseParameters(text):
+    """
+    Parse ESMTP parameters C{KEY[=VALUE]} separated by spaces (RFC 5321 4.1.2).
+
+    @return: a L{dict} of upper-cased keyword to value (L{None} when absent).
+    @raise AddressSyntaxError: a malformed or repeated parameter.
+    """
+    params = {}
+    for word in text.split():
+        key, eq, value = word.partition("=")
+        if not key or not all(c.isalnum() or c == "-" for c in key) or (eq and not value):
+            raise AddressSyntaxError(f"bad parameter {word!r}")
+        key = key.upper()
+        if key in params:
+            raise AddressSyntaxError(f"repeated parameter {key}")
+        params[key] = value if eq else None
+    return params

@@ -1,0 +1,60 @@
+"""
+The twistd plugin: C{twistd -n mailplat --config FILE}.
+"""
+
+import sys
+
+from twisted.python import usage
+
+from mailplat.config import ConfigError, loadConfig
+from mailplat.listeners import ListenError
+from mailplat.service import MailplatService
+
+
+class Options(usage.Options):
+    synopsis = "--config FILE"
+    longdesc = (
+        "Run the mailplat mail server (ESMTP, queue, Maildir, POP3, IMAP) "
+        "described by a TOML config file."
+    )
+    optParameters = [["config", "c", None, "The TOML configuration file."]]
+
+    def postOptions(self):
+        if not self["config"]:
+            raise usage.UsageError("--config FILE is required")
+
+
+def _exit(message):
+    sys.stderr.write(f"mailplat: {message}\n")
+    sys.stderr.flush()
+    raise SystemExit(1)
+
+
+class TwistdMailplatService(MailplatService):
+    """
+    L{MailplatService} as twistd runs it: a port that cannot be bound ends the
+    process with one clear line and exit status 1, not a traceback.
+    """
+
+    def privilegedStartService(self):
+        try:
+            MailplatService.privilegedStartService(self)
+        except ListenError as e:
+            _exit(str(e))
+
+    def startService(self):
+        try:
+            MailplatService.startService(self)
+        except ListenError as e:
+            _exit(str(e))
+
+
+def makeService(options):
+    """
+    Load and validate the config; on errors print all of them and exit 1.
+    """
+    try:
+        config = loadConfig(options["config"])
+    except ConfigError as e:
+        _exit(e.describe())
+    return TwistdMailplatService(config)
