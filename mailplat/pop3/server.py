@@ -670,7 +670,8 @@ class POP3Server(Protocol, TimeoutMixin):
     def _updateFailed(self, failure):
         self.log.failure("pop3: removing messages failed", failure)
         self._endSession()
-        self.sendLine(b"-ERR [SYS/TEMP] Some deleted messages not removed.")
+        if not self._closing:
+            self.sendLine(b"-ERR [SYS/TEMP] Some deleted messages not removed.")
         self._close()
 
 
