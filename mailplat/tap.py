@@ -25,8 +25,13 @@ class Options(usage.Options):
 
 
 def _exit(message):
-    sys.stderr.write(f"mailplat: {message}\n")
-    sys.stderr.flush()
+    """
+    Print C{message} on the process's real standard error (twistd replaces
+    C{sys.stderr} with a log file once logging starts) and exit with status 1.
+    """
+    stream = sys.__stderr__ or sys.stderr
+    stream.write(f"mailplat: {message}\n")
+    stream.flush()
     raise SystemExit(1)
 
 

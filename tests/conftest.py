@@ -3,10 +3,15 @@ Test-session set-up shared by every test.
 """
 
 import os
+import sys
 
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Tests use the checkout's code, whatever the working directory becomes.
+if sys.path[0] != REPO:
+    sys.path.insert(0, REPO)
 
 
 @pytest.fixture(autouse=True, scope="session")

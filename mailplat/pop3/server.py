@@ -298,8 +298,9 @@ class POP3Server(Protocol, TimeoutMixin):
 
     def do_CAPA(self, arg):
         """
-        RFC 2449 section 5.  USER and SASL are listed only under TLS, where
-        they may be used (RFC 2595 section 4 / RFC 5034 section 6).
+        RFC 2449 section 5.  USER and SASL are listed only under TLS, the
+        only place they are accepted (RFC 2595 section 4 lets a server refuse
+        plaintext logins before STLS).
         """
         caps = [b"TOP", b"UIDL", b"RESP-CODES", b"AUTH-RESP-CODE", b"PIPELINING"]
         if self._tlsOffered and not self._tls:
@@ -382,7 +383,9 @@ class POP3Server(Protocol, TimeoutMixin):
             self.sendLine(b"-ERR Authentication cancelled.")
             return None
         try:
-            message = b"" if response == b"=" else base64.b64decode(response, validate=True)
+            message = (
+                b"" if response == b"=" else base64.b64decode(response, validate=True)
+            )
         except (binascii.Error, ValueError):
             self.sendLine(b"-ERR Invalid base64 data.")
             return None

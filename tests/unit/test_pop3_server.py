@@ -106,7 +106,12 @@ class POP3ServerTests(unittest.TestCase):
 
     def login(self, transport=None):
         proto, transport = self.connect(
-            "implicit", transport if transport is not None else ImplicitTLSTransport(peerAddress=PEER)
+            "implicit",
+            (
+                transport
+                if transport is not None
+                else ImplicitTLSTransport(peerAddress=PEER)
+            ),
         )
         reply = self.send(proto, transport, f"USER {USER}\r\nPASS demo\r\n".encode())
         self.assertEqual(reply, b"+OK\r\n+OK Logged in.\r\n")
@@ -134,7 +139,9 @@ class POP3ServerTests(unittest.TestCase):
         self.assertReplies(
             proto, transport, b"CAPA\r\n", CAPA_PLAIN.replace(b"STLS\r\n", b"")
         )
-        self.assertReplies(proto, transport, b"STLS\r\n", b"-ERR TLS not available.\r\n")
+        self.assertReplies(
+            proto, transport, b"STLS\r\n", b"-ERR TLS not available.\r\n"
+        )
 
     def test_capaWithoutCertificate(self):
         """
@@ -150,7 +157,9 @@ class POP3ServerTests(unittest.TestCase):
         self.assertReplies(proto, transport, b"CAPA\r\n", CAPA_TLS)
 
     def test_capaImplicitTLS(self):
-        proto, transport = self.connect("implicit", ImplicitTLSTransport(peerAddress=PEER))
+        proto, transport = self.connect(
+            "implicit", ImplicitTLSTransport(peerAddress=PEER)
+        )
         self.assertReplies(proto, transport, b"CAPA\r\n", CAPA_TLS)
 
     def test_capaInTransaction(self):
@@ -173,12 +182,16 @@ class POP3ServerTests(unittest.TestCase):
             )
 
     def test_wrongState(self):
-        proto, transport = self.connect("implicit", ImplicitTLSTransport(peerAddress=PEER))
+        proto, transport = self.connect(
+            "implicit", ImplicitTLSTransport(peerAddress=PEER)
+        )
         for command in [b"STAT", b"LIST", b"UIDL", b"RETR 1", b"TOP 1 1", b"DELE 1"]:
             self.assertReplies(
                 proto, transport, command + b"\r\n", b"-ERR Not logged in.\r\n"
             )
-        self.assertReplies(proto, transport, b"RSET\r\nNOOP\r\n", b"-ERR Not logged in.\r\n" * 2)
+        self.assertReplies(
+            proto, transport, b"RSET\r\nNOOP\r\n", b"-ERR Not logged in.\r\n" * 2
+        )
         proto, transport = self.login()
         for command in [b"USER x", b"PASS y", b"AUTH PLAIN", b"STLS"]:
             self.assertReplies(
@@ -205,7 +218,9 @@ class POP3ServerTests(unittest.TestCase):
         self.assertReplies(
             proto, transport, b"X" * (limit + 1) + b"\r\n", b"-ERR Line too long\r\n"
         )
-        self.assertReplies(proto, transport, b"Y" * (limit + 1), b"-ERR Line too long\r\n")
+        self.assertReplies(
+            proto, transport, b"Y" * (limit + 1), b"-ERR Line too long\r\n"
+        )
         for _ in range(20):
             self.assertReplies(proto, transport, b"Z" * 1000000, b"")
             self.assertEqual(len(proto._partial), 0)
@@ -216,13 +231,17 @@ class POP3ServerTests(unittest.TestCase):
         limit = self.ctx.config.access.maxLineLength
         self.assertReplies(proto, transport, b"N" * limit, b"")
         self.assertReplies(proto, transport, b"N", b"-ERR Line too long\r\n")
-        self.assertReplies(proto, transport, b"N\r\nNOOP\r\n", b"-ERR Not logged in.\r\n")
+        self.assertReplies(
+            proto, transport, b"N\r\nNOOP\r\n", b"-ERR Not logged in.\r\n"
+        )
 
     # -- STLS
 
     def test_stls(self):
         proto, transport = self.connect()
-        self.assertReplies(proto, transport, b"STLS\r\n", b"+OK Begin TLS negotiation now\r\n")
+        self.assertReplies(
+            proto, transport, b"STLS\r\n", b"+OK Begin TLS negotiation now\r\n"
+        )
         self.assertIs(transport.tlsOptions, TLS_OPTIONS)
         self.assertReplies(
             proto,
@@ -232,9 +251,14 @@ class POP3ServerTests(unittest.TestCase):
         )
 
     def test_stlsImplicitTLS(self):
-        proto, transport = self.connect("implicit", ImplicitTLSTransport(peerAddress=PEER))
+        proto, transport = self.connect(
+            "implicit", ImplicitTLSTransport(peerAddress=PEER)
+        )
         self.assertReplies(
-            proto, transport, b"STLS\r\n", b"-ERR Command not permitted when TLS active\r\n"
+            proto,
+            transport,
+            b"STLS\r\n",
+            b"-ERR Command not permitted when TLS active\r\n",
         )
 
     def test_stlsDiscardsPipelinedData(self):
@@ -250,7 +274,9 @@ class POP3ServerTests(unittest.TestCase):
             b"+OK Begin TLS negotiation now\r\n",
         )
         # The USER given in plaintext was forgotten.
-        self.assertReplies(proto, transport, b"PASS demo\r\n", b"-ERR No username given.\r\n")
+        self.assertReplies(
+            proto, transport, b"PASS demo\r\n", b"-ERR No username given.\r\n"
+        )
 
     def test_stlsDiscardsPartialLine(self):
         """
@@ -270,10 +296,14 @@ class POP3ServerTests(unittest.TestCase):
     def test_userPassRefusedBeforeTLS(self):
         for tls in ("starttls", "none"):
             proto, transport = self.connect(tls)
-            self.assertReplies(proto, transport, f"USER {USER}\r\n".encode(), PLAINTEXT_REFUSED)
+            self.assertReplies(
+                proto, transport, f"USER {USER}\r\n".encode(), PLAINTEXT_REFUSED
+            )
             self.assertReplies(proto, transport, b"PASS demo\r\n", PLAINTEXT_REFUSED)
             plain = base64.b64encode(f"\0{USER}\0demo".encode())
-            self.assertReplies(proto, transport, b"AUTH PLAIN " + plain + b"\r\n", PLAINTEXT_REFUSED)
+            self.assertReplies(
+                proto, transport, b"AUTH PLAIN " + plain + b"\r\n", PLAINTEXT_REFUSED
+            )
             self.assertReplies(proto, transport, b"AUTH PLAIN\r\n", PLAINTEXT_REFUSED)
             self.assertEqual(proto.state, "AUTHORIZATION")
 
@@ -290,7 +320,9 @@ class POP3ServerTests(unittest.TestCase):
         self.assertEqual(proto.state, "TRANSACTION")
 
     def test_loginCaseInsensitiveCommands(self):
-        proto, transport = self.connect("implicit", ImplicitTLSTransport(peerAddress=PEER))
+        proto, transport = self.connect(
+            "implicit", ImplicitTLSTransport(peerAddress=PEER)
+        )
         self.assertReplies(
             proto,
             transport,
@@ -299,9 +331,14 @@ class POP3ServerTests(unittest.TestCase):
         )
 
     def assertLoginFails(self, user, password):
-        proto, transport = self.connect("implicit", ImplicitTLSTransport(peerAddress=PEER))
+        proto, transport = self.connect(
+            "implicit", ImplicitTLSTransport(peerAddress=PEER)
+        )
         self.assertReplies(
-            proto, transport, f"USER {user}\r\nPASS {password}\r\nCAPA\r\n".encode(), b"+OK\r\n"
+            proto,
+            transport,
+            f"USER {user}\r\nPASS {password}\r\nCAPA\r\n".encode(),
+            b"+OK\r\n",
         )
         # The answer, and the lines after it, wait for the failure delay.
         self.assertEqual(transport.producerState, "paused")
@@ -313,7 +350,9 @@ class POP3ServerTests(unittest.TestCase):
         self.assertEqual(transport.producerState, "producing")
         self.assertEqual(proto.state, "AUTHORIZATION")
         # PASS needs a new USER.
-        self.assertReplies(proto, transport, b"PASS demo\r\n", b"-ERR No username given.\r\n")
+        self.assertReplies(
+            proto, transport, b"PASS demo\r\n", b"-ERR No username given.\r\n"
+        )
 
     def test_wrongPassword(self):
         self.assertLoginFails(USER, "wrong")
@@ -325,11 +364,15 @@ class POP3ServerTests(unittest.TestCase):
         self.assertLoginFails(USER, "demo with spaces")
 
     def test_userWithoutName(self):
-        proto, transport = self.connect("implicit", ImplicitTLSTransport(peerAddress=PEER))
+        proto, transport = self.connect(
+            "implicit", ImplicitTLSTransport(peerAddress=PEER)
+        )
         self.assertReplies(proto, transport, b"USER\r\n", b"-ERR Syntax error\r\n")
 
     def test_authPlainInitialResponse(self):
-        proto, transport = self.connect("implicit", ImplicitTLSTransport(peerAddress=PEER))
+        proto, transport = self.connect(
+            "implicit", ImplicitTLSTransport(peerAddress=PEER)
+        )
         plain = base64.b64encode(f"\0{USER}\0demo".encode())
         self.assertReplies(
             proto, transport, b"AUTH PLAIN " + plain + b"\r\n", b"+OK Logged in.\r\n"
@@ -337,13 +380,17 @@ class POP3ServerTests(unittest.TestCase):
         self.assertEqual(proto.state, "TRANSACTION")
 
     def test_authPlainContinuation(self):
-        proto, transport = self.connect("implicit", ImplicitTLSTransport(peerAddress=PEER))
+        proto, transport = self.connect(
+            "implicit", ImplicitTLSTransport(peerAddress=PEER)
+        )
         self.assertReplies(proto, transport, b"auth plain\r\n", b"+ \r\n")
         plain = base64.b64encode(f"{USER}\0{USER}\0demo".encode())
         self.assertReplies(proto, transport, plain + b"\r\n", b"+OK Logged in.\r\n")
 
     def test_authPlainWrongPassword(self):
-        proto, transport = self.connect("implicit", ImplicitTLSTransport(peerAddress=PEER))
+        proto, transport = self.connect(
+            "implicit", ImplicitTLSTransport(peerAddress=PEER)
+        )
         plain = base64.b64encode(f"\0{USER}\0nope".encode())
         self.assertReplies(proto, transport, b"AUTH PLAIN " + plain + b"\r\n", b"")
         transport.clear()
@@ -351,7 +398,9 @@ class POP3ServerTests(unittest.TestCase):
         self.assertEqual(transport.value(), b"-ERR [AUTH] Authentication failed.\r\n")
 
     def test_authPlainOtherIdentity(self):
-        proto, transport = self.connect("implicit", ImplicitTLSTransport(peerAddress=PEER))
+        proto, transport = self.connect(
+            "implicit", ImplicitTLSTransport(peerAddress=PEER)
+        )
         plain = base64.b64encode(f"other@example.test\0{USER}\0demo".encode())
         self.assertReplies(
             proto,
@@ -361,18 +410,30 @@ class POP3ServerTests(unittest.TestCase):
         )
 
     def test_authPlainCancelled(self):
-        proto, transport = self.connect("implicit", ImplicitTLSTransport(peerAddress=PEER))
+        proto, transport = self.connect(
+            "implicit", ImplicitTLSTransport(peerAddress=PEER)
+        )
         self.send(proto, transport, b"AUTH PLAIN\r\n")
-        self.assertReplies(proto, transport, b"*\r\n", b"-ERR Authentication cancelled.\r\n")
+        self.assertReplies(
+            proto, transport, b"*\r\n", b"-ERR Authentication cancelled.\r\n"
+        )
         self.assertReplies(proto, transport, b"NOOP\r\n", b"-ERR Not logged in.\r\n")
 
     def test_authPlainBadData(self):
-        proto, transport = self.connect("implicit", ImplicitTLSTransport(peerAddress=PEER))
+        proto, transport = self.connect(
+            "implicit", ImplicitTLSTransport(peerAddress=PEER)
+        )
         cases = [
             (b"AUTH PLAIN !!!!\r\n", b"-ERR Invalid base64 data.\r\n"),
             (b"AUTH PLAIN =\r\n", b"-ERR Invalid PLAIN response.\r\n"),
-            (b"AUTH PLAIN " + base64.b64encode(b"a\0b") + b"\r\n", b"-ERR Invalid PLAIN response.\r\n"),
-            (b"AUTH CRAM-MD5\r\n", b"-ERR [AUTH] Unsupported authentication mechanism.\r\n"),
+            (
+                b"AUTH PLAIN " + base64.b64encode(b"a\0b") + b"\r\n",
+                b"-ERR Invalid PLAIN response.\r\n",
+            ),
+            (
+                b"AUTH CRAM-MD5\r\n",
+                b"-ERR [AUTH] Unsupported authentication mechanism.\r\n",
+            ),
             (b"AUTH PLAIN a b\r\n", b"-ERR Syntax error\r\n"),
             (b"AUTH\r\n", b"+OK\r\nPLAIN\r\n.\r\n"),
         ]
@@ -391,7 +452,9 @@ class POP3ServerTests(unittest.TestCase):
 
     def test_inUse(self):
         proto1, transport1 = self.login()
-        proto2, transport2 = self.connect("implicit", ImplicitTLSTransport(peerAddress=PEER))
+        proto2, transport2 = self.connect(
+            "implicit", ImplicitTLSTransport(peerAddress=PEER)
+        )
         self.assertReplies(
             proto2,
             transport2,
@@ -585,7 +648,10 @@ class POP3ServerTests(unittest.TestCase):
         proto, transport = self.login(PausingTransport(peerAddress=PEER))
         proto.chunkSize = 10
         self.assertReplies(
-            proto, transport, b"RETR 1\r\nNOOP\r\n", b"+OK %d octets\r\n" % len(MSG2) + MSG2[:10]
+            proto,
+            transport,
+            b"RETR 1\r\nNOOP\r\n",
+            b"+OK %d octets\r\n" % len(MSG2) + MSG2[:10],
         )
         out = transport.value()
         while transport.producer is not None:
@@ -608,7 +674,9 @@ class POP3ServerTests(unittest.TestCase):
             proto,
             transport,
             b"TOP 1 3\r\n",
-            b"+OK Top of message follows\r\n" + header + b"..\r\n...\r\n..leading dot\r\n.\r\n",
+            b"+OK Top of message follows\r\n"
+            + header
+            + b"..\r\n...\r\n..leading dot\r\n.\r\n",
         )
         self.assertReplies(
             proto,
@@ -628,7 +696,9 @@ class POP3ServerTests(unittest.TestCase):
     def test_deleRset(self):
         self.deliver(MSG1, MSG2)
         proto, transport = self.login()
-        self.assertReplies(proto, transport, b"DELE 1\r\n", b"+OK Marked to be deleted.\r\n")
+        self.assertReplies(
+            proto, transport, b"DELE 1\r\n", b"+OK Marked to be deleted.\r\n"
+        )
         for line in [b"DELE 1", b"RETR 1", b"TOP 1 0", b"LIST 1", b"UIDL 1"]:
             self.assertReplies(
                 proto, transport, line + b"\r\n", b"-ERR Message already deleted\r\n"

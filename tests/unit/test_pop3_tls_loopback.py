@@ -83,7 +83,9 @@ def fetch(client):
 class POP3LoopbackTests(unittest.TestCase):
     def setUp(self):
         directory = self.mktemp()
-        tlsOptions = serverContextFactory(*makeSelfSigned("localhost", directory + "-tls"))
+        tlsOptions = serverContextFactory(
+            *makeSelfSigned("localhost", directory + "-tls")
+        )
         self.ctx = makeContext(
             directory,
             clock=reactor,

@@ -1,0 +1,232 @@
+"""
+Helpers for integration tests: real sockets on 127.0.0.1, real TLS, real
+clients (smtplib, swaks, imaplib, poplib), and twistd as a subprocess.
+"""
+
+import imaplib
+import os
+import poplib
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+
+from mailplat.demo import DEMO_PASSWORD, DEMO_USER, ensureDemo
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.path.dirname(sys.executable)
+
+LISTENERS = [
+    # name, protocol, profile, tls
+    ("smtp", "smtp", "mx", "starttls"),
+    ("submission", "smtp", "submission", "starttls"),
+    ("smtps", "smtp", "submissions", "implicit"),
+    ("pop3", "pop3", None, "starttls"),
+    ("pop3s", "pop3", None, "implicit"),
+    ("imap", "imap", None, "starttls"),
+    ("imaps", "imap", None, "implicit"),
+]
+
+
+def freePorts(n):
+    """
+    C{n} TCP ports that were free on 127.0.0.1 a moment ago.
+    """
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+def writeConfig(directory, ports=None, extra=""):
+    """
+    Create a demo set-up in C{directory} (certificate, user demo@example.test
+    / demo) and a config listening on C{ports} (a dict name -> port; port 0
+    when missing).
+
+    @return: the config path.
+    """
+    ensureDemo(directory)
+    ports = ports or {}
+    lines = [
+        'hostname = "mail.example.test"',
+        "[domains]",
+        'local = ["example.test"]',
+        "[tls]",
+        'certificate = "tls/cert.pem"',
+        'key = "tls/key.pem"',
+        "[auth]",
+        'users_file = "passwd"',
+        'failure_delay = "0.2s"',
+        extra,
+    ]
+    for name, protocol, profile, tls in LISTENERS:
+        lines += [
+            f"[listen.{name}]",
+            f'protocol = "{protocol}"',
+            f'endpoint = "tcp:{ports.get(name, 0)}:interface=127.0.0.1"',
+            f'tls = "{tls}"',
+        ]
+        if profile:
+            lines.append(f'profile = "{profile}"')
+    path = os.path.join(directory, "test.toml")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def insecureContext():
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def swaks(port, *args, timeout=30):
+    """
+    Run swaks against 127.0.0.1:C{port}; return the CompletedProcess.
+    """
+    exe = shutil.which("swaks")
+    if exe is None:
+        raise RuntimeError("swaks is not installed: run `make test`, which installs it")
+    return subprocess.run(
+        [exe, "--server", f"127.0.0.1:{port}", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def imapFetchAll(port, implicit, user=DEMO_USER, password=DEMO_PASSWORD):
+    """
+    Log in over IMAP (implicit TLS, or STARTTLS) and return every message of
+    INBOX as bytes, with \\Seen set by the fetch.
+    """
+    if implicit:
+        conn = imaplib.IMAP4_SSL("127.0.0.1", port, ssl_context=insecureContext())
+    else:
+        conn = imaplib.IMAP4("127.0.0.1", port)
+        conn.starttls(ssl_context=insecureContext())
+    try:
+        conn.login(user, password)
+        typ, data = conn.select("INBOX")
+        assert typ == "OK", (typ, data)
+        typ, data = conn.uid("SEARCH", None, "ALL")
+        uids = data[0].split()
+        messages = []
+        for uid in uids:
+            typ, data = conn.uid("FETCH", uid, "(BODY[])")
+            assert typ == "OK", (typ, data)
+            messages.append(data[0][1])
+        conn.logout()
+        return messages
+    finally:
+        try:
+            conn.shutdown()
+        except Exception:
+            pass
+
+
+def popFetchAll(port, implicit, user=DEMO_USER, password=DEMO_PASSWORD):
+    """
+    Log in over POP3 (implicit TLS, or STLS) and return every message as
+    bytes with CRLF line endings (poplib strips them; they are put back).
+    """
+    if implicit:
+        conn = poplib.POP3_SSL("127.0.0.1", port, context=insecureContext())
+    else:
+        conn = poplib.POP3("127.0.0.1", port)
+        conn.stls(context=insecureContext())
+    try:
+        conn.user(user)
+        conn.pass_(password)
+        count, _ = conn.stat()
+        messages = []
+        for n in range(1, count + 1):
+            resp, lines, octets = conn.retr(n)
+            data = b"".join(line + b"\r\n" for line in lines)
+            assert len(data) == octets, (len(data), octets)
+            messages.append(data)
+        conn.quit()
+        return messages
+    finally:
+        try:
+            conn.close()
+        except Exception:
+            pass
+
+
+def stripTrace(message):
+    """
+    The message without the Return-Path and Received header fields that
+    delivery adds at the top.
+    """
+    lines = message.split(b"\r\n")
+    i = 0
+    while i < len(lines) and (
+        lines[i].startswith(b"Return-Path:")
+        or lines[i].startswith(b"Received:")
+        or (i > 0 and lines[i][:1] in (b"\t", b" "))
+    ):
+        i += 1
+    return b"\r\n".join(lines[i:])
+
+
+class Twistd:
+    """
+    C{twistd -n mailplat --config FILE} as a subprocess, with its log.
+    """
+
+    def __init__(self, config, logPath):
+        self.config = config
+        self.logPath = logPath
+        self.proc = None
+
+    def start(self, waitFor="listening: imaps", timeout=30):
+        env = dict(os.environ, PYTHONPATH=REPO)
+        self.log = open(self.logPath, "ab")
+        self.proc = subprocess.Popen(
+            [os.path.join(BIN, "twistd"), "-n", "--pidfile=", "mailplat",
+             "--config", self.config],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=os.path.dirname(self.config),
+        )
+        if waitFor:
+            self.waitForLog(waitFor, timeout)
+        return self
+
+    def output(self):
+        with open(self.logPath, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def waitForLog(self, text, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.output():
+                return
+            if self.proc.poll() is not None:
+                raise AssertionError(f"twistd exited early:\n{self.output()}")
+            time.sleep(0.05)
+        raise AssertionError(f"{text!r} not logged in {timeout}s:\n{self.output()}")
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc is not None:
+            self.log.close()
+        return self.proc.returncode if self.proc else None

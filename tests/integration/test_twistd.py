@@ -1,0 +1,258 @@
+"""
+The server as users run it: C{twistd -n mailplat --config FILE} in a
+subprocess, real sockets and TLS, real clients.
+"""
+
+import os
+import signal
+import smtplib
+import socket
+import subprocess
+import time
+
+import pytest
+
+from tests.integration.support import (
+    BIN,
+    REPO,
+    Twistd,
+    freePorts,
+    imapFetchAll,
+    insecureContext,
+    popFetchAll,
+    stripTrace,
+    swaks,
+    writeConfig,
+)
+
+
+def _ports():
+    names = ["smtp", "submission", "smtps", "pop3", "pop3s", "imap", "imaps"]
+    return dict(zip(names, freePorts(len(names))))
+
+
+@pytest.fixture
+def server(tmp_path):
+    ports = _ports()
+    config = writeConfig(str(tmp_path), ports)
+    t = Twistd(config, str(tmp_path / "twistd.log")).start()
+    t.ports = ports
+    t.dir = tmp_path
+    yield t
+    t.stop()
+
+
+def test_pluginListedByInstalledTwistd():
+    """
+    The installed package (not only the checkout) registers the twistd
+    plugin.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run(
+        [os.path.join(BIN, "twistd"), "--help"],
+        capture_output=True, text=True, env=env, cwd="/", timeout=60,
+    )
+    assert out.returncode == 0
+    assert "mailplat" in out.stdout
+    assert "A mail server: ESMTP" in out.stdout
+
+
+def test_swaksToImapAndPop3RoundTrip(server):
+    """
+    swaks delivers over port "25"; IMAP (implicit TLS and STARTTLS) and POP3
+    (implicit TLS and STLS) read the message back byte for byte.
+    """
+    body = "Line one\nLine two\n.leading dot\n..two dots\nend"
+    out = swaks(
+        server.ports["smtp"], "--to", "demo@example.test",
+        "--from", "sender@remote.example", "--header", "Subject: round trip",
+        "--body", body,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "<-  250 2.0.0 Ok: queued as " in out.stdout
+    queueId = out.stdout.split("Ok: queued as ")[1].split()[0]
+    server.waitForLog(f"{queueId}: to=<demo@example.test>, relay=local")
+    log = server.output()
+    assert f"{queueId}: accepted from=<sender@remote.example>, nrcpt=1" in log
+    assert "status=delivered" in log
+    assert f"{queueId}: removed" in log
+
+    # What swaks sent, as it showed it (" -> " lines between DATA and ".").
+    sent = []
+    inData = False
+    for line in out.stdout.splitlines():
+        if line.startswith("<-  354"):
+            inData = True
+            continue
+        if inData:
+            if line == " -> .":
+                break
+            assert line.startswith(" -> ")
+            sent.append(line[4:])
+    expected = "\r\n".join(sent).encode() + b"\r\n"
+    # swaks shows the dot-stuffed wire form; the store holds the message.
+    expected = b"\r\n".join(
+        l[1:] if l.startswith(b".") else l for l in expected.split(b"\r\n")
+    )
+
+    for port, implicit in ((server.ports["imaps"], True), (server.ports["imap"], False)):
+        [message] = imapFetchAll(port, implicit)
+        assert message.startswith(b"Return-Path: <sender@remote.example>\r\nReceived: from ")
+        assert f"id {queueId}".encode() in message
+        assert stripTrace(message) == expected
+    for port, implicit in ((server.ports["pop3s"], True), (server.ports["pop3"], False)):
+        [message] = popFetchAll(port, implicit)
+        assert stripTrace(message) == expected
+
+
+def test_submissionWithStartTLSAndAuth(server):
+    with smtplib.SMTP("127.0.0.1", server.ports["submission"], timeout=30) as s:
+        s.ehlo("client.example")
+        code, msg = s.mail("demo@example.test")
+        assert (code, msg) == (530, b"5.7.0 Must issue a STARTTLS command first")
+        s.rset()
+        s.starttls(context=insecureContext())
+        s.ehlo("client.example")
+        assert s.has_extn("auth")
+        with pytest.raises(smtplib.SMTPAuthenticationError) as e:
+            s.login("demo@example.test", "wrong")
+        assert e.value.smtp_code == 535
+        assert e.value.smtp_error == b"5.7.8 Error: authentication failed"
+        s.login("demo@example.test", "demo")
+        refused = s.sendmail(
+            "demo@example.test", ["demo@example.test"],
+            b"Subject: via submission\r\n\r\nhello\r\n",
+        )
+        assert refused == {}
+    with smtplib.SMTP_SSL(
+        "127.0.0.1", server.ports["smtps"], context=insecureContext(), timeout=30
+    ) as s:
+        s.login("demo@example.test", "demo")
+        code, msg = s.mail("other@example.test")
+        assert code == 553
+        assert msg == (
+            b"5.7.1 <other@example.test>: Sender address rejected: not owned by "
+            b"user demo@example.test"
+        )
+    server.waitForLog("status=delivered")
+    [message] = imapFetchAll(server.ports["imaps"], True)
+    assert stripTrace(message) == b"Subject: via submission\r\n\r\nhello\r\n"
+    assert b"with ESMTPSA id" in message
+
+
+def test_loginRefusedBeforeTLS(server):
+    import imaplib
+    import poplib
+
+    with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=30) as s:
+        s.ehlo("c")
+        assert not s.has_extn("auth")
+        assert s.docmd("AUTH", "PLAIN AGRlbW9AZXhhbXBsZS50ZXN0AGRlbW8=") == (
+            530, b"5.7.0 Must issue a STARTTLS command first",
+        )
+    conn = imaplib.IMAP4("127.0.0.1", server.ports["imap"])
+    assert "LOGINDISABLED" in conn.capabilities
+    with pytest.raises(imaplib.IMAP4.error):
+        conn.login("demo@example.test", "demo")
+    conn.shutdown()
+    pop = poplib.POP3("127.0.0.1", server.ports["pop3"])
+    with pytest.raises(poplib.error_proto) as e:
+        pop.user("demo@example.test")
+    assert e.value.args[0].startswith(b"-ERR [AUTH]")
+    pop.close()
+
+
+def test_configErrorsExitWithAList(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text(
+        'hostname = "mail.example.test"\nfoo = 1\n[domains]\nlocal = []\n'
+        '[listen.x]\nprotocol = "smtp"\nendpoint = "tcp:nope"\ntls = "none"\n'
+    )
+    out = subprocess.run(
+        [os.path.join(BIN, "twistd"), "-n", "--pidfile=", "mailplat", "--config", str(config)],
+        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=REPO),
+        cwd=str(tmp_path), timeout=60,
+    )
+    assert out.returncode == 1
+    assert "Traceback" not in out.stdout + out.stderr
+    assert out.stderr == (
+        f"mailplat: {config}: 3 configuration error(s):\n"
+        "  - domains.local: list at least one local domain\n"
+        "  - listen.x.endpoint: bad endpoint string 'tcp:nope': invalid literal "
+        "for int() with base 10: 'nope'\n"
+        "  - foo: unknown key\n"
+    )
+
+
+def test_portInUseIsOneClearLine(tmp_path):
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen(1)
+    port = blocker.getsockname()[1]
+    try:
+        ports = _ports()
+        ports["imap"] = port
+        config = writeConfig(str(tmp_path), ports)
+        out = subprocess.run(
+            [os.path.join(BIN, "twistd"), "-n", "--pidfile=", "mailplat", "--config", config],
+            capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=REPO),
+            cwd=str(tmp_path), timeout=60,
+        )
+    finally:
+        blocker.close()
+    assert out.returncode == 1
+    assert "Traceback" not in out.stdout + out.stderr
+    assert out.stderr == (
+        f"mailplat: cannot listen on tcp:{port}:interface=127.0.0.1 (listen.imap): "
+        "Address already in use\n"
+    )
+
+
+def test_acceptedMailSurvivesSigkill(tmp_path):
+    """
+    A message that got 250 but could not be delivered yet survives SIGKILL
+    and is delivered exactly once after a restart; a message cut off in
+    DATA by the crash is never delivered.
+    """
+    ports = _ports()
+    config = writeConfig(str(tmp_path), ports)
+    # Make delivery fail for now: the user's mail directory is a file.
+    userDir = tmp_path / "mail" / "example.test" / "demo"
+    userDir.parent.mkdir(parents=True)
+    userDir.write_text("in the way")
+    t = Twistd(config, str(tmp_path / "twistd.log")).start()
+    try:
+        with smtplib.SMTP("127.0.0.1", ports["smtp"], timeout=30) as s:
+            s.sendmail("a@remote.example", ["demo@example.test"],
+                       b"Subject: survive\r\n\r\nkept\r\n")
+        t.waitForLog("status=deferred")
+        # A second message, cut off in the middle of DATA.
+        half = socket.create_connection(("127.0.0.1", ports["smtp"]))
+        half.sendall(
+            b"EHLO c\r\nMAIL FROM:<a@remote.example>\r\nRCPT TO:<demo@example.test>\r\n"
+            b"DATA\r\n"
+        )
+        deadline = time.monotonic() + 10
+        got = b""
+        while b"354 " not in got and time.monotonic() < deadline:
+            got += half.recv(4096)
+        half.sendall(b"Subject: lost\r\n\r\nnever finished")
+        time.sleep(0.3)
+        assert len(os.listdir(tmp_path / "queue" / "tmp")) == 1
+    finally:
+        t.stop(signal.SIGKILL)
+        half.close()
+    assert len(os.listdir(tmp_path / "queue" / "active")) >= 1
+    userDir.unlink()
+    t2 = Twistd(config, str(tmp_path / "twistd2.log")).start()
+    try:
+        t2.waitForLog("status=delivered")
+        log = t2.output()
+        assert "removed a partly received message left by an earlier run" in log
+        assert "queue: resuming 1 message(s)" in log
+        messages = imapFetchAll(ports["imaps"], True)
+        assert [stripTrace(m) for m in messages] == [b"Subject: survive\r\n\r\nkept\r\n"]
+        assert os.listdir(tmp_path / "queue" / "tmp") == []
+        assert os.listdir(tmp_path / "queue" / "active") == []
+    finally:
+        t2.stop()
