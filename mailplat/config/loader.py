@@ -254,7 +254,7 @@ def configFromDict(data, baseDir, source="<config>"):
         lt.finish()
         if profile is not None and protocol != "smtp":
             lt.error("profile", "only SMTP listeners have a profile")
-        if profile is None:
+        if profile is None and protocol == "smtp":
             profile = "mx"
         if profile == "submissions" and tlsMode != "implicit":
             lt.error("tls", "the submissions profile needs tls = \"implicit\"")

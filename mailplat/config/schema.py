@@ -21,14 +21,15 @@ class ListenerConfig:
         C{tcp:2525:interface=127.0.0.1}.
     @ivar tls: C{starttls} (offer STARTTLS/STLS), C{implicit} (TLS from the
         first byte, RFC 8314) or C{none}.
-    @ivar profile: for SMTP, C{mx}, C{submission} or C{submissions}.
+    @ivar profile: for SMTP, C{mx}, C{submission} or C{submissions};
+        L{None} for POP3 and IMAP.
     """
 
     name: str
     protocol: str
     endpoint: str
     tls: str = "starttls"
-    profile: str = "mx"
+    profile: str = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,36 @@
+"""
+The annotated production config parses (with its certificate paths pointed
+at a test certificate).
+"""
+
+import os
+
+from twisted.trial import unittest
+
+from mailplat.certs import makeSelfSigned
+from mailplat.config import loadConfigString
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class EtcConfigTests(unittest.TestCase):
+    def test_productionConfigIsValid(self):
+        with open(os.path.join(REPO, "etc", "mailplat.toml")) as f:
+            text = f.read()
+        cert, key = makeSelfSigned("mx.example.org", os.path.abspath(self.mktemp()))
+        text = text.replace("/etc/mailplat/tls/fullchain.pem", cert).replace(
+            "/etc/mailplat/tls/privkey.pem", key
+        )
+        config = loadConfigString(text, "/etc/mailplat")
+        self.assertEqual(
+            sorted((l.name, l.endpoint, l.tls, l.profile) for l in config.listeners),
+            [
+                ("imap", "tcp:143", "starttls", None),
+                ("imaps", "tcp:993", "implicit", None),
+                ("pop3", "tcp:110", "starttls", None),
+                ("pop3s", "tcp:995", "implicit", None),
+                ("smtp", "tcp:25", "starttls", "mx"),
+                ("submission", "tcp:587", "starttls", "submission"),
+                ("submissions", "tcp:465", "implicit", "submissions"),
+            ],
+        )
