@@ -103,23 +103,30 @@ def _parseLocalPart(text):
     return text
 
 
-def _splitMailbox(text):
+def _outsideQuotes(text, start=0):
     """
-    Split at the C{@} that separates local part and domain: the last one
-    outside a quoted string.
+    Yield C{(index, character)} for the characters of C{text} from C{start}
+    that are not inside a quoted string (nor a quoted pair in one).
     """
-    inQuote = False
-    escaped = False
-    at = -1
-    for i, c in enumerate(text):
+    inQuote = escaped = False
+    for i in range(start, len(text)):
+        c = text[i]
         if escaped:
             escaped = False
         elif c == "\\" and inQuote:
             escaped = True
         elif c == '"':
             inQuote = not inQuote
-        elif c == "@" and not inQuote:
-            at = i
+        elif not inQuote:
+            yield i, c
+
+
+def _splitMailbox(text):
+    """
+    Split at the C{@} that separates local part and domain: the last one
+    outside a quoted string.
+    """
+    at = max((i for i, c in _outsideQuotes(text) if c == "@"), default=-1)
     if at < 0:
         raise AddressSyntaxError("no @ in address")
     return text[:at], text[at + 1 :]
@@ -139,20 +146,8 @@ def parsePath(text, allowNull):
     text = text.lstrip(" ")
     if not text.startswith("<"):
         raise AddressSyntaxError("the path must be in angle brackets")
-    # Find the closing bracket outside a quoted string.
-    inQuote = escaped = False
-    end = -1
-    for i in range(1, len(text)):
-        c = text[i]
-        if escaped:
-            escaped = False
-        elif c == "\\" and inQuote:
-            escaped = True
-        elif c == '"':
-            inQuote = not inQuote
-        elif c == ">" and not inQuote:
-            end = i
-            break
+    # The closing bracket is the first ">" outside a quoted string.
+    end = next((i for i, c in _outsideQuotes(text, 1) if c == ">"), -1)
     if end < 0:
         raise AddressSyntaxError("missing >")
     inner, rest = text[1:end], text[end + 1 :]
