@@ -241,7 +241,7 @@ class FolderMailbox:
         last = self._lastUID()
         for info in infos:
             if info.uid > last:
-                recent = info.uid in claimed if writeable else info.recent
+                recent = info.uid in claimed if self.writeable else info.recent
                 self.messages.append(MaildirMessage(info, recent))
         if self._lastUID() != last:
             changes.exists = len(self.messages)
@@ -261,6 +261,9 @@ class FolderMailbox:
         """
         Change the flags of the messages C{seqs} (RFC 3501 6.4.6).
 
+        The change applies to the flags on disk now, not to this session's
+        possibly older view, so a flag another session set meanwhile is kept.
+
         @param flags: flag names; only system flags are kept.
         @param mode: C{1} to add, C{-1} to remove, C{0} to replace.
         @return: a L{Deferred} firing with C{(updated, gone)}: C{{seq: flags}}
@@ -270,28 +273,27 @@ class FolderMailbox:
         if not self.writeable:
             return defer.fail(imap4.ReadOnlyMailbox())
         flags = canonicalFlags(flags)
-        work = []
-        for seq in seqs:
-            info = self.messages[seq - 1].info
-            if mode > 0:
-                new = info.flags | flags
-            elif mode < 0:
-                new = info.flags - flags
-            else:
-                new = flags
-            work.append((seq, info, new))
+        work = [(seq, self.messages[seq - 1].info.uid) for seq in seqs]
         folder = self.folder
 
         def store():
+            current = {info.uid: info for info in folder.snapshot()}
             results = []
-            for seq, info, new in work:
-                if new == info.flags:
-                    results.append((seq, info))
-                    continue
-                try:
-                    results.append((seq, folder.setFlags(info, new)))
-                except MessageGone:
-                    results.append((seq, None))
+            for seq, uid in work:
+                info = current.get(uid)
+                if info is not None:
+                    if mode > 0:
+                        new = info.flags | flags
+                    elif mode < 0:
+                        new = info.flags - flags
+                    else:
+                        new = flags
+                    if new != info.flags:
+                        try:
+                            info = folder.setFlags(info, new)
+                        except MessageGone:
+                            info = None
+                results.append((seq, info))
             return results
 
         def stored(results):

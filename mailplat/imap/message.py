@@ -14,6 +14,7 @@ by re-serialising a parsed message, so that every section a client fetches
 
 import email.parser
 import email.policy
+import email.utils
 import io
 import re
 import time
@@ -148,6 +149,8 @@ class MessagePart:
         if self._parts is None:
             self._parts = []
             boundary = self._headers().get_param("boundary")
+            if boundary is not None:
+                boundary = email.utils.collapse_rfc2231_value(boundary)
             if self._headers().get_content_maintype() == "multipart" and boundary:
                 self._parts = [
                     MessagePart(chunk) for chunk in _splitMultipart(self.body, boundary)
@@ -168,7 +171,8 @@ class MessagePart:
             if key in result or (key in wanted) == negate:
                 continue
             value = raw.split(b":", 1)[1] if b":" in raw else b""
-            value = b" ".join(value.split(b"\n")).replace(b"\r", b"").strip()
+            # RFC 5322 2.2.3: unfolding removes the line breaks only.
+            value = value.replace(b"\r", b"").replace(b"\n", b"").strip()
             result[key] = value.decode("utf-8", "replace")
         return result
 
@@ -188,6 +192,10 @@ class MessagePart:
 
 
 def _splitMultipart(body, boundary):
+    """
+    @return: the body parts of a multipart body, as L{bytes}; a missing
+        close delimiter ends the last part at the end of the body.
+    """
     delimiter = re.compile(
         rb"(?:\A|\r?\n)--" + re.escape(boundary.encode("utf-8", "replace")) + rb"(--)?"
         rb"[ \t]*(?:\r?\n|\Z)"
