@@ -8,6 +8,28 @@ reactor thread run them with L{twisted.internet.threads.deferToThread}.
 
 from zope.interface import Attribute, Interface
 
+INBOX = "INBOX"
+
+
+class NoSuchFolder(LookupError):
+    """
+    Raised by L{IMailStore.folder}: the folder does not exist.
+    """
+
+
+class BadFolderName(ValueError):
+    """
+    Raised by L{IMailStore.folder}: the name is not allowed (traversal, NUL,
+    bad characters...).
+    """
+
+
+class MessageGone(LookupError):
+    """
+    Raised by L{IMailFolder} methods: the message was removed (by another
+    session) before the call could reach it.
+    """
+
 
 class IMailFolder(Interface):
     """
@@ -45,6 +67,15 @@ class IMailFolder(Interface):
         before returning.
 
         @return: its UID.
+        """
+
+    def changeFlags(info, add=frozenset(), remove=frozenset(), replace=None):
+        """
+        Atomically change the message's system flags as they are now: add
+        C{add} and remove C{remove}, or set C{replace}.
+
+        @return: the updated L{MessageInfo}.
+        @raise MessageGone: it was removed meanwhile.
         """
 
     def setFlags(info, flags):

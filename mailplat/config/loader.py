@@ -258,6 +258,12 @@ def configFromDict(data, baseDir, source="<config>"):
             profile = "mx"
         if profile == "submissions" and tlsMode != "implicit":
             lt.error("tls", "the submissions profile needs tls = \"implicit\"")
+        if tlsMode == "none" and protocol in ("pop3", "imap"):
+            lt.error(
+                "tls",
+                f"{protocol.upper()} logins are only accepted over TLS: use "
+                '"starttls" or "implicit"',
+            )
         if tlsMode != "none" and tls.certificate is None:
             lt.error("tls", f"tls = {tlsMode!r} needs [tls] certificate and key")
         if None not in (protocol, endpoint, tlsMode):

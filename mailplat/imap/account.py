@@ -9,7 +9,7 @@ from twisted.mail import imap4
 from zope.interface import implementer
 
 from mailplat.imap.mailbox import FolderMailbox
-from mailplat.storage.maildir import INBOX, BadFolderName, NoSuchFolder
+from mailplat.interfaces import INBOX, BadFolderName, NoSuchFolder
 
 DELIMITER = "/"
 

@@ -20,7 +20,7 @@ from twisted.python import failure
 from zope.interface import implementer
 
 from mailplat.imap.message import SYSTEM_FLAGS_ORDER, MaildirMessage
-from mailplat.storage.maildir import MessageGone
+from mailplat.interfaces import MessageGone
 
 DELETED = "\\Deleted"
 SEEN = "\\Seen"
@@ -273,26 +273,21 @@ class FolderMailbox:
         if not self.writeable:
             return defer.fail(imap4.ReadOnlyMailbox())
         flags = canonicalFlags(flags)
-        work = [(seq, self.messages[seq - 1].info.uid) for seq in seqs]
         folder = self.folder
 
+        infos = [(seq, self.messages[seq - 1].info) for seq in seqs]
+        change = (
+            {"add": flags} if mode > 0 else {"remove": flags} if mode < 0
+            else {"replace": flags}
+        )
+
         def store():
-            current = {info.uid: info for info in folder.snapshot()}
             results = []
-            for seq, uid in work:
-                info = current.get(uid)
-                if info is not None:
-                    if mode > 0:
-                        new = info.flags | flags
-                    elif mode < 0:
-                        new = info.flags - flags
-                    else:
-                        new = flags
-                    if new != info.flags:
-                        try:
-                            info = folder.setFlags(info, new)
-                        except MessageGone:
-                            info = None
+            for seq, info in infos:
+                try:
+                    info = folder.changeFlags(info, **change)
+                except MessageGone:
+                    info = None
                 results.append((seq, info))
             return results
 

@@ -42,7 +42,7 @@ from mailplat.imap.account import DELIMITER, MaildirAccount
 from mailplat.imap.mailbox import SEEN, InvalidMessageNumber
 from mailplat.imap.message import SYSTEM_FLAGS_ORDER
 from mailplat.interfaces import IMailUser
-from mailplat.storage.maildir import MessageGone
+from mailplat.interfaces import MessageGone
 
 # RFC 3501 9: tag = 1*<any ASTRING-CHAR except "+">.
 _TAG = re.compile(rb'[^\x00-\x20\x7f-\xff(){%*"\\+]+')

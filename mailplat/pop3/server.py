@@ -28,7 +28,7 @@ from zope.interface import implementer
 from mailplat.interfaces import IMailUser
 from mailplat.pop3.locks import locksFor
 from mailplat.pop3.multiline import DotStuffer, TopFilter
-from mailplat.storage.maildir import MessageGone
+from mailplat.interfaces import MessageGone
 
 AUTHORIZATION = "AUTHORIZATION"
 TRANSACTION = "TRANSACTION"

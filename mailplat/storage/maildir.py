@@ -22,7 +22,14 @@ from dataclasses import dataclass
 from zope.interface import implementer
 
 from mailplat._fsutil import fsyncDirectory
-from mailplat.interfaces import IMailFolder, IMailStore
+from mailplat.interfaces import (
+    INBOX,
+    BadFolderName,
+    IMailFolder,
+    IMailStore,
+    MessageGone,
+    NoSuchFolder,
+)
 from mailplat.storage.uidindex import UIDIndex
 
 # IMAP system flag <-> Maildir info letter (the letters must stay sorted in
@@ -37,26 +44,7 @@ FLAG_LETTERS = {
 LETTER_FLAGS = {v: k for k, v in FLAG_LETTERS.items()}
 SYSTEM_FLAGS = tuple(FLAG_LETTERS)
 
-INBOX = "INBOX"
 _COPY_CHUNK = 256 * 1024
-
-
-class NoSuchFolder(LookupError):
-    """
-    The folder does not exist.
-    """
-
-
-class BadFolderName(ValueError):
-    """
-    The folder name is not allowed (traversal, NUL, bad characters...).
-    """
-
-
-class MessageGone(LookupError):
-    """
-    The message was removed (by another session) before it could be read.
-    """
 
 
 @dataclass(frozen=True)
@@ -318,24 +306,38 @@ class MaildirFolder:
         self._changed()
         return uid
 
-    def setFlags(self, info, flags):
+    def changeFlags(self, info, add=frozenset(), remove=frozenset(), replace=None):
         """
-        Replace the system flags of a message (renaming it into C{cur/}).
+        Change the system flags of a message atomically: the flags on disk
+        now (not those of C{info}, which may be older) get C{add} and lose
+        C{remove}, or become C{replace}; the file is renamed into C{cur/}.
 
         @return: the new L{MessageInfo}.
         @raise MessageGone: it was expunged.
         """
-        flags = frozenset(f for f in flags if f in FLAG_LETTERS)
-        name = info.key + ":2," + "".join(sorted(FLAG_LETTERS[f] for f in flags))
         with self._lock:
             path, current, recent = self._locate(info.key)
+            if replace is not None:
+                flags = frozenset(replace)
+            else:
+                flags = (current | frozenset(add)) - frozenset(remove)
+            flags = frozenset(f for f in flags if f in FLAG_LETTERS)
+            name = info.key + ":2," + "".join(sorted(FLAG_LETTERS[f] for f in flags))
             target = os.path.join(self.path, "cur", name)
-            if path != target:
+            changed = path != target
+            if changed:
                 os.rename(path, target)
-        self._changed()
+        if changed:
+            self._changed()
         return MessageInfo(
             info.uid, info.key, target, flags, info.size, False, info.mtime
         )
+
+    def setFlags(self, info, flags):
+        """
+        Replace the system flags of a message (see L{changeFlags}).
+        """
+        return self.changeFlags(info, replace=flags)
 
     def markSeenByClient(self, infos):
         """

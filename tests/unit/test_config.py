@@ -129,6 +129,21 @@ profile = "mx"
             ["listen.imap.tls: tls = 'starttls' needs [tls] certificate and key"],
         )
 
+    def test_accessProtocolsNeedTLS(self):
+        self.assertEqual(
+            self.errors(
+                MINIMAL
+                + "[listen.pop3]\nprotocol='pop3'\nendpoint='tcp:110'\ntls='none'\n"
+                + "[listen.imap]\nprotocol='imap'\nendpoint='tcp:143'\ntls='none'\n"
+            ),
+            [
+                'listen.pop3.tls: POP3 logins are only accepted over TLS: use '
+                '"starttls" or "implicit"',
+                'listen.imap.tls: IMAP logins are only accepted over TLS: use '
+                '"starttls" or "implicit"',
+            ],
+        )
+
     def test_submissionsNeedsImplicitTLS(self):
         cert, key = makeSelfSigned("localhost", os.path.join(self.dir, "tls"))
         text = MINIMAL + f"""

@@ -70,6 +70,22 @@ class MaildirTests(unittest.TestCase):
         self.assertEqual(again.uid, 1)
         self.assertEqual(again.flags, frozenset({"\\Seen", "\\Flagged"}))
 
+    def test_changeFlagsKeepsConcurrentChanges(self):
+        """
+        A change made from an older snapshot applies to the flags as they are
+        now: a flag another session set meanwhile is kept.
+        """
+        folder = self.store.folder(USER)
+        folder.deliver([b"one\r\n"])
+        [old] = folder.snapshot()
+        folder.changeFlags(old, add={"\\Flagged"})
+        updated = folder.changeFlags(old, add={"\\Seen"})
+        self.assertEqual(updated.flags, frozenset({"\\Seen", "\\Flagged"}))
+        updated = folder.changeFlags(old, remove={"\\Flagged"})
+        self.assertEqual(updated.flags, frozenset({"\\Seen"}))
+        folder.remove([old])
+        self.assertRaises(MessageGone, folder.changeFlags, old, add={"\\Seen"})
+
     def test_externalDrops(self):
         """
         Mail put in new/ by another program gets the next UID; a file removed
