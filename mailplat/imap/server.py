@@ -905,6 +905,8 @@ class IMAPFactory(protocol.Factory):
     from the first byte.
     """
 
+    noisy = False
+
     protocol = IMAPServer
 
     def __init__(self, context, listener):

@@ -690,6 +690,8 @@ class POP3Factory(Factory):
         POP3 factory of the same store.
     """
 
+    noisy = False
+
     protocol = POP3Server
 
     def __init__(self, context, listener):
