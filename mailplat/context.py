@@ -26,6 +26,9 @@ class ServerContext:
         stand-in in unit tests).
     @ivar callFromThread: C{f(callable, *args)} scheduling a call on the
         reactor thread (used by store listeners).
+    @ivar recipients: the L{mailplat.recipients.RecipientResolver}.
+    @ivar policy: the SMTP check L{mailplat.policy.pipeline.Pipeline}.
+    @ivar authThrottle: the L{mailplat.auth.throttle.AuthThrottle}.
     """
 
     config: Any
@@ -38,3 +41,6 @@ class ServerContext:
     clock: Any
     runBlocking: Callable
     callFromThread: Callable
+    recipients: Any = None
+    policy: Any = None
+    authThrottle: Any = None

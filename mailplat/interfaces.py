@@ -172,3 +172,45 @@ class IMailUser(Interface):
 
     address = Attribute("The user's address, normalized (lower case), a str.")
     store = Attribute("The L{IMailStore} holding the user's folders.")
+
+
+class ICheck(Interface):
+    """
+    A policy check of the SMTP server (DESIGN.md 4).
+
+    Call order: the session calls L{check} at each stage named in L{stages}:
+    C{connect} (before the greeting), C{helo}, C{mail}, C{rcpt} (once per
+    recipient) and C{data} (after the end of the message, before it is
+    committed), on every check in config order.  The first verdict that is not
+    C{continue} ends the stage.
+    """
+
+    name = Attribute("The check's type name, as used in [[check]] tables.")
+    stages = Attribute("The stages it runs at: a frozenset of stage names.")
+
+    def check(stage, facts):
+        """
+        @param stage: the stage name.
+        @param facts: a L{mailplat.policy.facts.SessionFacts}.
+        @return: a L{mailplat.policy.verdict.Verdict}, or a Deferred firing
+            with one.  Blocking work (DNS, files) must run off the reactor
+            thread (C{facts.context.runBlocking}).
+        """
+
+
+class ICheckFactory(Interface):
+    """
+    Makes a check named in a C{[[check]]} table.  Third-party checks are
+    Twisted plugins: a module in a C{twisted/plugins/} directory on
+    C{sys.path} with a module-level object providing this interface.
+    """
+
+    name = Attribute("The type name used in the config, unique.")
+
+    def makeCheck(options, context):
+        """
+        @param options: the C{[[check]]} table without its C{type} key.
+        @param context: the L{mailplat.context.ServerContext}.
+        @return: an L{ICheck}.
+        @raise ValueError: the options are wrong (the message says how).
+        """

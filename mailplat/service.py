@@ -12,12 +12,15 @@ from twisted.logger import Logger
 
 from mailplat.auth.checker import PasswordFileChecker
 from mailplat.auth.realm import MailRealm
+from mailplat.auth.throttle import AuthThrottle
 from mailplat.auth.userdb import UserDatabase
 from mailplat.config import loadConfigString
 from mailplat.context import ServerContext
 from mailplat.delivery.local import LocalDelivery
 from mailplat.listeners import ListenError, ListenerService
+from mailplat.policy.registry import buildPipeline
 from mailplat.queue.runner import QueueRunner
+from mailplat.recipients import resolverFor
 from mailplat.queue.store import QueueStore
 from mailplat.storage.maildir import MaildirStore
 from mailplat.tls import serverContextFactory
@@ -87,7 +90,16 @@ class MailplatService(service.MultiService):
             clock=reactor,
             runBlocking=runBlocking,
             callFromThread=reactor.callFromThread,
+            recipients=resolverFor(config, users),
+            authThrottle=AuthThrottle(
+                reactor,
+                base=config.auth.failureDelay,
+                maximum=config.smtp.authThrottleMax,
+                window=config.smtp.authThrottleWindow,
+            ),
         )
+        # Raises PolicyError for unknown or broken checks.
+        self.context.policy = buildPipeline(self.context)
         self.runner.setServiceParent(self)
         self.listeners = {}
         for listener in config.listeners:

@@ -8,6 +8,7 @@ from twisted.python import usage
 
 from mailplat.config import ConfigError, loadConfig
 from mailplat.listeners import ListenError
+from mailplat.policy.registry import PolicyError
 from mailplat.service import MailplatService
 
 
@@ -62,4 +63,7 @@ def makeService(options):
         config = loadConfig(options["config"])
     except ConfigError as e:
         _exit(e.describe())
-    return TwistdMailplatService(config)
+    try:
+        return TwistdMailplatService(config)
+    except PolicyError as e:
+        _exit(ConfigError(options["config"], e.problems).describe())

@@ -14,7 +14,10 @@ from mailplat.auth.passwords import hashPassword
 from mailplat.auth.realm import MailRealm
 from mailplat.auth.userdb import UserDatabase
 from mailplat.config import configFromDict
+from mailplat.auth.throttle import AuthThrottle
 from mailplat.context import ServerContext
+from mailplat.policy.registry import buildPipeline
+from mailplat.recipients import resolverFor
 from mailplat.queue.store import QueueStore
 from mailplat.storage.maildir import MaildirStore
 
@@ -59,6 +62,7 @@ def makeContext(
     runBlocking=runSynchronously,
     tlsOptions=None,
     overrides=None,
+    plugins=(),
 ):
     """
     Build a L{ServerContext} over real files in C{directory} (a test's temporary
@@ -67,6 +71,8 @@ def makeContext(
 
     @param users: C{(address, password)} pairs to create.
     @param overrides: extra config tables, merged into the config dict.
+    @param plugins: the L{ICheckFactory} plugins available to C{[[check]]}
+        tables (none by default: tests do not scan C{sys.path}).
     """
     os.makedirs(directory, exist_ok=True)
     usersFile = os.path.join(directory, "passwd")
@@ -85,7 +91,7 @@ def makeContext(
         db, clock, runBlocking, config.auth.failureDelay
     )
     portal = Portal(MailRealm(store), [checker])
-    return ServerContext(
+    context = ServerContext(
         config=config,
         portal=portal,
         store=store,
@@ -96,4 +102,13 @@ def makeContext(
         clock=clock,
         runBlocking=runBlocking,
         callFromThread=lambda f, *a: f(*a),
+        recipients=resolverFor(config, db),
+        authThrottle=AuthThrottle(
+            clock,
+            base=config.auth.failureDelay,
+            maximum=config.smtp.authThrottleMax,
+            window=config.smtp.authThrottleWindow,
+        ),
     )
+    context.policy = buildPipeline(context, plugins=plugins)
+    return context

@@ -8,6 +8,7 @@ import tomllib
 
 from twisted.internet.endpoints import serverFromString
 
+from mailplat.aliases import AliasFileError, parseAliases
 from mailplat.auth.userdb import UserFileError, parseUserFile
 from mailplat.config import schema
 from mailplat.config.units import parseDuration, parseSize
@@ -107,6 +108,27 @@ def _stringList(value):
     return value
 
 
+def _address(value):
+    value = _string(value).strip().lower()
+    local, at, domain = value.rpartition("@")
+    if not at or not local or any(c.isspace() or c in ",:<>" for c in value):
+        raise ValueError(f"{value!r} is not an address")
+    _domain(domain)
+    return value
+
+
+def _networks(value):
+    import ipaddress
+
+    out = []
+    for item in _stringList(value):
+        try:
+            out.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ValueError(f"{item!r} is not a network such as 192.0.2.0/24") from None
+    return tuple(out)
+
+
 def _domain(value):
     value = _string(value).strip().lower().rstrip(".")
     labels = value.split(".")
@@ -157,6 +179,117 @@ def _checkPEM(table, key, path, kind):
         table.error(key, f"{path} is not a PEM {kind}: {e}")
 
 
+def _port(value):
+    value = _integer(value)
+    if not 0 < value < 65536:
+        raise ValueError("expected a TCP port, 1 to 65535")
+    return value
+
+
+def _ipAddress(value):
+    import ipaddress
+
+    return str(ipaddress.ip_address(_string(value)))
+
+
+def _host(value):
+    """
+    A host name, or an IP address (bare or in brackets).
+    """
+    import ipaddress
+
+    value = _string(value).strip()
+    try:
+        return str(ipaddress.ip_address(value.strip("[]")))
+    except ValueError:
+        return _domain(value)
+
+
+def _outbound(top, path):
+    """
+    The C{[dns]}, C{[delivery]} and C{[smarthost]} tables (outbound mail).
+    """
+    t = top.table("dns")
+    d = schema.DNSConfig()
+    nameservers = []
+    for item in t.get("nameservers", _stringList, []) or []:
+        try:
+            nameservers.append(_ipAddress(item))
+        except ValueError:
+            t.error("nameservers", f"{item!r} is not an IP address")
+    dnsConfig = schema.DNSConfig(
+        nameservers=tuple(nameservers),
+        port=t.get("port", _port, d.port),
+        timeout=t.get("timeout", parseDuration, d.timeout),
+    )
+    t.finish()
+
+    t = top.table("delivery")
+    d = schema.DeliveryConfig()
+    policies = []
+    pt = t.table("tls_policy")
+    for domain in pt.data:
+        policy = pt.get(domain, _choice(*schema.TLS_POLICIES), None)
+        try:
+            name = ("." if domain.startswith(".") else "") + _domain(domain.lstrip("."))
+        except ValueError as e:
+            pt.error(domain, str(e))
+            continue
+        if policy is not None:
+            policies.append((name, policy))
+    delivery = schema.DeliveryConfig(
+        port=t.get("port", _port, d.port),
+        heloName=t.get("helo_name", _domain, None),
+        tls=t.get("tls", _choice(*schema.TLS_POLICIES), d.tls),
+        tlsPolicy=tuple(policies),
+        caFile=t.get("ca_file", path, None),
+        connectTimeout=t.get("connect_timeout", parseDuration, d.connectTimeout),
+        maxPerDestination=t.get(
+            "max_per_destination", _integer, d.maxPerDestination
+        ),
+        maxMessagesPerConnection=t.get(
+            "max_messages_per_connection", _integer, d.maxMessagesPerConnection
+        ),
+        connectionIdle=t.get("connection_idle", parseDuration, d.connectionIdle),
+    )
+    if delivery.maxPerDestination == 0:
+        t.error("max_per_destination", "must be at least 1")
+    if delivery.maxMessagesPerConnection == 0:
+        t.error("max_messages_per_connection", "must be at least 1")
+    if delivery.caFile is not None and not os.path.exists(delivery.caFile):
+        t.error("ca_file", f"{delivery.caFile} does not exist")
+    t.finish()
+
+    t = top.table("smarthost")
+    d = schema.SmarthostConfig()
+    domains = []
+    for item in t.get("domains", _stringList, []) or []:
+        try:
+            domains.append(_domain(item))
+        except ValueError as e:
+            t.error("domains", str(e))
+    smarthost = schema.SmarthostConfig(
+        host=t.get("host", _host, None),
+        port=t.get("port", _port, d.port),
+        domains=tuple(domains),
+        tls=t.get("tls", _choice(*schema.TLS_POLICIES), d.tls),
+        username=t.get("username", _string, None),
+        passwordFile=t.get("password_file", path, None),
+    )
+    if t.data and smarthost.host is None and "host" not in t.data:
+        t.error("host", "missing required key (the smarthost's name or address)")
+    if (smarthost.username is None) != (smarthost.passwordFile is None):
+        t.error(None, "give both username and password_file, or neither")
+    if smarthost.username is not None and smarthost.tls in ("none", "may"):
+        t.error("tls", "AUTH needs TLS: use \"encrypt\" or \"verify\"")
+    if smarthost.passwordFile is not None and not os.path.exists(
+        smarthost.passwordFile
+    ):
+        t.error("password_file", f"{smarthost.passwordFile} does not exist")
+    t.finish()
+    return dnsConfig, delivery, smarthost
+
+
 def configFromDict(data, baseDir, source="<config>"):
     """
     Build a L{schema.Config} from parsed TOML C{data}.
@@ -182,7 +315,32 @@ def configFromDict(data, baseDir, source="<config>"):
             domains.error("local", str(e))
     if local == []:
         domains.error("local", "list at least one local domain")
+    virtualDomains = []
+    for d in domains.get("virtual", _stringList, []) or []:
+        try:
+            virtualDomains.append(_domain(d))
+        except ValueError as e:
+            domains.error("virtual", str(e))
+    overlap = set(virtualDomains) & set(localDomains)
+    if overlap:
+        domains.error("virtual", f"{', '.join(sorted(overlap))} also in domains.local")
+    postmaster = domains.get("postmaster", _address, None)
+    if postmaster is None and localDomains:
+        postmaster = f"postmaster@{localDomains[0]}"
+    delimiter = domains.get("recipient_delimiter", _string, "+")
+    if delimiter is not None and len(delimiter) > 1:
+        domains.error("recipient_delimiter", "one character, or empty to disable")
+    aliasesFile = domains.get("aliases_file", path, None)
     domains.finish()
+    if aliasesFile and os.path.exists(aliasesFile):
+        try:
+            with open(aliasesFile, encoding="utf-8") as f:
+                parseAliases(f.read(), aliasesFile)
+        except AliasFileError as e:
+            for n, msg in e.problems:
+                errors.append(f"domains.aliases_file: {aliasesFile}:{n}: {msg}")
+        except OSError as e:
+            errors.append(f"domains.aliases_file: cannot read {aliasesFile}: {e.strerror}")
 
     t = top.table("tls")
     tls = schema.TLSConfig(
@@ -213,8 +371,11 @@ def configFromDict(data, baseDir, source="<config>"):
         retryInitial=t.get("retry_initial", parseDuration, 60.0),
         retryMax=t.get("retry_max", parseDuration, 3600.0),
         maxLifetime=t.get("max_lifetime", parseDuration, 5 * 86400.0),
+        delayWarning=t.get("delay_warning", parseDuration, 4 * 3600.0),
     )
     t.finish()
+
+    dnsConfig, delivery, smarthost = _outbound(top, path)
 
     t = top.table("smtp")
     d = schema.SMTPConfig()
@@ -227,6 +388,18 @@ def configFromDict(data, baseDir, source="<config>"):
         maxErrors=t.get("max_errors", _integer, d.maxErrors),
         maxReceivedHeaders=t.get(
             "max_received_headers", _integer, d.maxReceivedHeaders
+        ),
+        sessionTimeout=t.get("session_timeout", parseDuration, d.sessionTimeout),
+        maxConnections=t.get("max_connections", _integer, d.maxConnections),
+        maxConnectionsPerIP=t.get(
+            "max_connections_per_ip", _integer, d.maxConnectionsPerIP
+        ),
+        greetPause=t.get("greet_pause", parseDuration, d.greetPause),
+        vrfy=t.get("vrfy", _choice("cannot", "verify"), d.vrfy),
+        trustedNetworks=t.get("trusted_networks", _networks, d.trustedNetworks),
+        authThrottleMax=t.get("auth_throttle_max", parseDuration, d.authThrottleMax),
+        authThrottleWindow=t.get(
+            "auth_throttle_window", parseDuration, d.authThrottleWindow
         ),
     )
     if smtp.maxCommandLine is not None and smtp.maxCommandLine < 512:
@@ -242,6 +415,19 @@ def configFromDict(data, baseDir, source="<config>"):
         pop3Timeout=t.get("pop3_timeout", parseDuration, d.pop3Timeout),
     )
     t.finish()
+
+    checks = []
+    rawChecks = data.get("check", []) if isinstance(data, dict) else []
+    top.seen.add("check")
+    if not isinstance(rawChecks, list):
+        top.error("check", "use [[check]] tables")
+        rawChecks = []
+    for i, raw in enumerate(rawChecks):
+        if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
+            errors.append(f"check[{i}].type: missing required key")
+            continue
+        options = {k: v for k, v in raw.items() if k != "type"}
+        checks.append(schema.CheckConfig(raw["type"], options))
 
     listeners = []
     listen = top.table("listen")
@@ -297,6 +483,11 @@ def configFromDict(data, baseDir, source="<config>"):
     return schema.Config(
         hostname=hostname,
         localDomains=tuple(localDomains),
+        virtualDomains=tuple(virtualDomains),
+        postmaster=postmaster,
+        recipientDelimiter=delimiter or "",
+        aliasesFile=aliasesFile,
+        checks=tuple(checks),
         listeners=tuple(listeners),
         tls=tls,
         auth=auth,
@@ -304,6 +495,9 @@ def configFromDict(data, baseDir, source="<config>"):
         queue=queue,
         smtp=smtp,
         access=access,
+        dns=dnsConfig,
+        delivery=delivery,
+        smarthost=smarthost,
     )
 
 

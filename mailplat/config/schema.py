@@ -40,8 +40,34 @@ class SMTPConfig:
     commandTimeout: float = 300.0
     dataTimeout: float = 600.0
     maxErrors: int = 20
-    # RFC 5321 4.5.3.1.8 asks for at least 100; Postfix uses 100 too.
+    # RFC 5321 6.3: a loop is detected by counting Received headers.
     maxReceivedHeaders: int = 50
+    # The whole session, however busy the client keeps it.
+    sessionTimeout: float = 1800.0
+    maxConnections: int = 500
+    maxConnectionsPerIP: int = 20
+    # Wait this long before the greeting; a client that talks first is a
+    # spammer that does not wait for replies (Postfix's postscreen).
+    greetPause: float = 0.0
+    # "cannot": VRFY/EXPN answer 252 2.1.5 (no user enumeration);
+    # "verify": 250 for a deliverable address, 550 5.1.1 otherwise.
+    vrfy: str = "cannot"
+    # Clients from these networks may relay without AUTH (CIDR strings).
+    trustedNetworks: tuple = ()
+    # Failed AUTH from one address: each failure doubles the extra wait,
+    # up to authThrottleMax, forgotten after authThrottleWindow.
+    authThrottleMax: float = 30.0
+    authThrottleWindow: float = 3600.0
+
+
+@dataclass(frozen=True)
+class CheckConfig:
+    """
+    One C{[[check]]} table: a policy check by type name, with its options.
+    """
+
+    type: str
+    options: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -56,6 +82,82 @@ class QueueConfig:
     retryInitial: float = 60.0
     retryMax: float = 3600.0
     maxLifetime: float = 5 * 86400.0
+    # RFC 3464 "delayed" notice for recipients still pending after this long
+    # (0: never).
+    delayWarning: float = 4 * 3600.0
+
+
+@dataclass(frozen=True)
+class DNSConfig:
+    """
+    The resolver (L{mailplat.dns}): C{nameservers} empty means the system's
+    C{/etc/resolv.conf}.
+    """
+
+    nameservers: tuple = ()
+    port: int = 53
+    timeout: float = 5.0
+
+
+TLS_POLICIES = ("none", "may", "encrypt", "verify")
+
+
+@dataclass(frozen=True)
+class DeliveryConfig:
+    """
+    Outbound SMTP (L{mailplat.delivery.remote}).
+
+    @ivar port: the TCP port of MX hosts (25; tests use a high port).
+    @ivar tls: the default TLS policy for MX delivery: C{may} (opportunistic,
+        unverified), C{encrypt} (required, unverified), C{verify} (required,
+        certificate checked against the MX host name) or C{none}.
+    @ivar tlsPolicy: per-domain TLS policies, a tuple of C{(domain, policy)}.
+    @ivar caFile: PEM trust anchors for C{verify}; the system's when L{None}.
+    @ivar maxPerDestination: concurrent connections to one destination.
+    @ivar maxMessagesPerConnection: messages sent over one connection before
+        it is closed.
+    @ivar connectionIdle: how long an idle connection is kept for more
+        messages to the same destination.
+    """
+
+    port: int = 25
+    heloName: str = None
+    tls: str = "may"
+    tlsPolicy: tuple = ()
+    caFile: str = None
+    connectTimeout: float = 30.0
+    maxPerDestination: int = 5
+    maxMessagesPerConnection: int = 100
+    connectionIdle: float = 2.0
+
+    def policyFor(self, domain):
+        domain = domain.lower().rstrip(".")
+        for name, policy in self.tlsPolicy:
+            if domain == name or (name.startswith(".") and domain.endswith(name)):
+                return policy
+        return self.tls
+
+
+@dataclass(frozen=True)
+class SmarthostConfig:
+    """
+    Relay outbound mail through one host instead of the recipients' MX hosts.
+
+    @ivar host: a host name (its A/AAAA records are used, not its MX) or an
+        IP address; L{None} when no smarthost is configured.
+    @ivar domains: the recipient domains relayed this way; empty for all
+        non-local mail.
+    @ivar tls: C{encrypt} (default), C{verify}, C{may} or C{none}.
+    @ivar username: for AUTH PLAIN (sent only over TLS).
+    @ivar passwordFile: the file holding the password (first line).
+    """
+
+    host: str = None
+    port: int = 587
+    domains: tuple = ()
+    tls: str = "encrypt"
+    username: str = None
+    passwordFile: str = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +193,12 @@ class Config:
 
     hostname: str
     localDomains: tuple
+    # Domains that have aliases but no mailboxes of their own.
+    virtualDomains: tuple = ()
+    postmaster: str = None
+    recipientDelimiter: str = "+"
+    aliasesFile: str = None
+    checks: tuple = ()
     listeners: tuple = ()
     tls: TLSConfig = field(default_factory=TLSConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
@@ -98,6 +206,14 @@ class Config:
     queue: QueueConfig = field(default_factory=QueueConfig)
     smtp: SMTPConfig = field(default_factory=SMTPConfig)
     access: AccessConfig = field(default_factory=AccessConfig)
+    dns: DNSConfig = field(default_factory=DNSConfig)
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    smarthost: SmarthostConfig = field(default_factory=SmarthostConfig)
 
     def isLocalDomain(self, domain):
-        return domain.lower().rstrip(".") in self.localDomains
+        """
+        Whether mail for C{domain} is accepted here (a mailbox domain or an
+        alias-only virtual domain).
+        """
+        domain = domain.lower().rstrip(".")
+        return domain in self.localDomains or domain in self.virtualDomains

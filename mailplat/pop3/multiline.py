@@ -5,38 +5,13 @@ message of any size is sent without holding it in memory.
 twisted.mail.pop3 stuffs each 16 KiB chunk on its own, so a "." that begins a
 line right at a chunk boundary goes out unstuffed and ends the response early
 (DESIGN section 7).  L{DotStuffer} carries the "at the start of a line" state
-from one chunk to the next instead.
+from one chunk to the next instead
+(it lives in L{mailplat._dotstuff}, shared with the SMTP client).
 """
 
+from mailplat._dotstuff import DotStuffer
 
-class DotStuffer:
-    """
-    Byte-stuffs a response body given in chunks: every line that begins with
-    "." gets one more "." (RFC 1939 section 3), wherever the chunks split it.
-    """
-
-    def __init__(self):
-        self._atLineStart = True
-
-    def stuff(self, chunk):
-        """
-        @param chunk: the next bytes of the body.
-        @return: those bytes, stuffed.
-        """
-        if not chunk:
-            return chunk
-        out = chunk.replace(b"\n.", b"\n..")
-        if self._atLineStart and chunk[:1] == b".":
-            out = b"." + out
-        self._atLineStart = chunk[-1:] == b"\n"
-        return out
-
-    def end(self):
-        """
-        @return: the bytes that close the response: a CRLF if the body did not
-            end with a line break, then the terminating ".\\r\\n".
-        """
-        return b".\r\n" if self._atLineStart else b"\r\n.\r\n"
+__all__ = ["DotStuffer", "TopFilter"]
 
 
 class TopFilter:

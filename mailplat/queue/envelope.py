@@ -29,10 +29,38 @@ class Recipient:
     # ORCPT and NOTIFY (RFC 3461) are filled by the SMTP server when given.
     orcpt: str = ""
     notify: str = ""
+    # When to try this recipient again (seconds since the epoch; 0: now).
+    nextAttempt: float = 0.0
+    # Where the last attempt went and what it answered, for bounces.
+    lastRelay: str = ""
+    remoteMTA: str = ""
+    # A delivery status notification owed to the sender (RFC 3464): ""
+    # (none), "failed", "delayed", "delivered" or "relayed"; cleared once the
+    # notice is queued.
+    notice: str = ""
+    delayNotified: bool = False
+
+    def wants(self, event):
+        """
+        Whether NOTIFY (RFC 3461 4.1) asks for a notice on C{event}
+        (C{"SUCCESS"}, C{"FAILURE"} or C{"DELAY"}).  Without NOTIFY, failures
+        and delays are reported and successes are not.
+        """
+        notify = self.notify.upper()
+        if not notify:
+            return event in ("FAILURE", "DELAY")
+        return event in [n.strip() for n in notify.split(",")]
 
     @property
     def final(self):
         return self.state in (DELIVERED, FAILED)
+
+    @property
+    def done(self):
+        """
+        Final, and no notice about it is still to be sent.
+        """
+        return self.final and not self.notice
 
 
 @dataclass
@@ -107,9 +135,17 @@ class DeliveryResult:
     @ivar status: the RFC 3463 enhanced status code, e.g. C{"2.0.0"}.
     @ivar detail: a human-readable explanation for logs and bounces.
     @ivar relay: where it went, e.g. C{"local"} or C{"mx.example[192.0.2.1]:25"}.
+    @ivar remoteMTA: the host name of the SMTP server that answered (the
+        C{Remote-MTA} of a DSN), C{""} for local delivery.
+    @ivar dsnAction: for a delivered recipient, the RFC 3464 action a success
+        notice reports: C{"delivered"} (final delivery here), C{"relayed"}
+        (handed to a server that does not do DSN) or C{""} (handed on with
+        the NOTIFY parameter: the next server reports).
     """
 
     state: str
     status: str
     detail: str
     relay: str = ""
+    remoteMTA: str = ""
+    dsnAction: str = "delivered"

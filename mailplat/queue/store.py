@@ -6,7 +6,13 @@ Layout under the queue directory::
     tmp/<id>          a message being received (removed on failure or restart)
     active/<id>       a queued message: header line, JSON envelope, message
     active/<id>.state per-recipient state, once an attempt changed it
+    hold/<id>         messages an admin put on hold (C{mailplat queue hold})
     quarantine/<id>   queue files that could not be parsed
+    control           the runner's control socket (L{mailplat.queue.control})
+
+Whoever works on a queued message (the runner during a delivery attempt, the
+admin command) holds an exclusive C{flock} on its queue file, so the admin
+command never moves or deletes a message in the middle of a delivery.
 
 A queue file is::
 
@@ -19,6 +25,7 @@ renames it into C{active/} and fsyncs the directory before returning; only then
 does SMTP answer 250.  Every method that touches the disk is I{blocking}.
 """
 
+import fcntl
 import os
 import secrets
 import time
@@ -33,6 +40,12 @@ _CHUNK = 64 * 1024
 class QueueFileError(ValueError):
     """
     A queue file cannot be parsed.
+    """
+
+
+class QueueBusy(Exception):
+    """
+    Another process or attempt holds the lock on this message.
     """
 
 
@@ -54,6 +67,22 @@ class QueuedMessage:
         self.envelope = envelope
         self.offset = offset
         self.size = size
+        self.lockFD = None
+
+    def lock(self):
+        """
+        I{blocking}.  Take the exclusive lock on the queue file.
+
+        @raise QueueBusy: someone else holds it.
+        @raise FileNotFoundError: the message was moved or removed meanwhile.
+        """
+        if self.lockFD is None:
+            self.lockFD = lockFile(self.path)
+
+    def unlock(self):
+        if self.lockFD is not None:
+            os.close(self.lockFD)
+            self.lockFD = None
 
     @property
     def id(self):
@@ -77,6 +106,37 @@ class QueuedMessage:
                 if not chunk:
                     return
                 yield chunk
+
+
+def lockFile(path, wait=0.0):
+    """
+    I{blocking}.  Open C{path} and take an exclusive C{flock} on it, waiting
+    up to C{wait} seconds.
+
+    @return: the file descriptor holding the lock (close it to unlock).
+    @raise QueueBusy: the lock is held elsewhere.
+    @raise FileNotFoundError: no such file, or it was renamed or removed
+        while we were waiting.
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            if time.monotonic() >= deadline:
+                raise QueueBusy(os.path.basename(path)) from None
+            time.sleep(0.1)
+            continue
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:
+            os.close(fd)
+            raise FileNotFoundError(path)
+        return fd
 
 
 class SpoolFile:
@@ -156,6 +216,8 @@ class QueueStore:
         self.tmpDir = os.path.join(path, "tmp")
         self.activeDir = os.path.join(path, "active")
         self.quarantineDir = os.path.join(path, "quarantine")
+        self.holdDir = os.path.join(path, "hold")
+        self.controlPath = os.path.join(path, "control")
 
     def create(self):
         """
@@ -164,7 +226,7 @@ class QueueStore:
 
         @return: the ids removed from C{tmp/}.
         """
-        for d in (self.tmpDir, self.activeDir, self.quarantineDir):
+        for d in (self.tmpDir, self.activeDir, self.quarantineDir, self.holdDir):
             os.makedirs(d, mode=0o700, exist_ok=True)
         removed = []
         for name in os.listdir(self.tmpDir):
@@ -190,14 +252,27 @@ class QueueStore:
             if not n.endswith(".state") and ".tmp" not in n
         )
 
-    def load(self, queueId):
+    def heldIds(self):
+        """
+        I{blocking}.  @return: the ids in C{hold/}, oldest first.
+        """
+        try:
+            names = os.listdir(self.holdDir)
+        except FileNotFoundError:
+            return []
+        return sorted(n for n in names if not n.endswith(".state") and ".tmp" not in n)
+
+    def load(self, queueId, held=False):
         """
         I{blocking}.  Read a queued message's envelope and state.
 
+        @param held: read it from C{hold/} rather than C{active/}.
         @raise QueueFileError: it cannot be parsed.
         @raise FileNotFoundError: no such message.
         """
-        path = os.path.join(self.activeDir, queueId)
+        if not _validId(queueId):
+            raise FileNotFoundError(queueId)
+        path = os.path.join(self.holdDir if held else self.activeDir, queueId)
         with open(path, "rb") as f:
             head = f.read(len(_MAGIC) + 12)
             if not head.startswith(_MAGIC) or b"\n" not in head[len(_MAGIC) :]:
@@ -247,6 +322,69 @@ class QueueStore:
                 pass
         fsyncDirectory(self.activeDir)
 
+    def _move(self, queueId, source, destination, wait):
+        if not _validId(queueId):
+            raise FileNotFoundError(queueId)
+        path = os.path.join(source, queueId)
+        fd = lockFile(path, wait)
+        try:
+            for suffix in (".state", ""):
+                try:
+                    os.rename(path + suffix, os.path.join(destination, queueId + suffix))
+                except FileNotFoundError:
+                    if not suffix:
+                        raise
+            fsyncDirectory(destination)
+            fsyncDirectory(source)
+        finally:
+            os.close(fd)
+
+    def hold(self, queueId, wait=10.0):
+        """
+        I{blocking}.  Move a message from C{active/} to C{hold/}: the runner
+        leaves it alone until it is released.
+
+        @raise FileNotFoundError: no such active message.
+        @raise QueueBusy: it is being delivered right now.
+        """
+        self._move(queueId, self.activeDir, self.holdDir, wait)
+
+    def release(self, queueId, wait=10.0):
+        """
+        I{blocking}.  Move a held message back to C{active/}.
+
+        @raise FileNotFoundError: no such held message.
+        """
+        self._move(queueId, self.holdDir, self.activeDir, wait)
+
+    def delete(self, queueId, wait=10.0):
+        """
+        I{blocking}.  Delete an active or held message (no bounce is sent).
+
+        @return: C{"active"} or C{"hold"}, where it was.
+        @raise FileNotFoundError: no such message.
+        @raise QueueBusy: it is being delivered right now.
+        """
+        if not _validId(queueId):
+            raise FileNotFoundError(queueId)
+        for where, directory in (("active", self.activeDir), ("hold", self.holdDir)):
+            path = os.path.join(directory, queueId)
+            try:
+                fd = lockFile(path, wait)
+            except FileNotFoundError:
+                continue
+            try:
+                for p in (path + ".state", path):
+                    try:
+                        os.unlink(p)
+                    except FileNotFoundError:
+                        pass
+                fsyncDirectory(directory)
+            finally:
+                os.close(fd)
+            return where
+        raise FileNotFoundError(queueId)
+
     def quarantine(self, queueId):
         """
         I{blocking}.  Move an unparseable message (and its state) aside.
@@ -261,3 +399,11 @@ class QueueStore:
                 pass
         fsyncDirectory(self.activeDir)
         fsyncDirectory(self.quarantineDir)
+
+
+def _validId(queueId):
+    """
+    Whether C{queueId} can name a queue file (no path tricks from the admin
+    command line).
+    """
+    return bool(queueId) and queueId.isalnum() and queueId.isascii()

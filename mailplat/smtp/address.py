@@ -49,7 +49,7 @@ class Address:
         return self.domain.startswith("[")
 
 
-def _parseDomain(text):
+def _parseDomain(text, utf8=False):
     if not text:
         raise AddressSyntaxError("empty domain")
     if len(text) > MAX_DOMAIN:
@@ -61,19 +61,22 @@ def _parseDomain(text):
         if any(c in inner for c in "[]\\") or any(ord(c) < 33 or ord(c) > 126 for c in inner):
             raise AddressSyntaxError("bad address literal")
         return text
+    def letdig(c):
+        return c in _LETDIG or (utf8 and ord(c) > 127)
+
     for label in text.split("."):
         if (
             not label
-            or label[0] not in _LETDIG
-            or label[-1] not in _LETDIG
-            or any(c not in _LETDIG and c != "-" for c in label)
+            or not letdig(label[0])
+            or not letdig(label[-1])
+            or any(not letdig(c) and c != "-" for c in label)
             or len(label) > 63
         ):
             raise AddressSyntaxError(f"bad domain {text!r}")
     return text.lower()
 
 
-def _parseLocalPart(text):
+def _parseLocalPart(text, utf8=False):
     if not text:
         raise AddressSyntaxError("empty local part")
     if text.startswith('"'):
@@ -87,7 +90,7 @@ def _parseLocalPart(text):
                 continue
             if c == '"':
                 break
-            if not (32 <= ord(c) <= 126):
+            if not (32 <= ord(c) <= 126) and not (utf8 and ord(c) > 127):
                 raise AddressSyntaxError("bad character in quoted local part")
             i += 1
         else:
@@ -96,7 +99,9 @@ def _parseLocalPart(text):
             raise AddressSyntaxError("text after quoted local part")
     else:
         for atom in text.split("."):
-            if not atom or any(c not in _ATEXT for c in atom):
+            if not atom or any(
+                c not in _ATEXT and not (utf8 and ord(c) > 127) for c in atom
+            ):
                 raise AddressSyntaxError(f"bad local part {text!r}")
     if len(text.encode("utf-8")) > MAX_LOCAL_PART:
         raise AddressSyntaxError("local part too long")
@@ -132,7 +137,14 @@ def _splitMailbox(text):
     return text[:at], text[at + 1 :]
 
 
-def parsePath(text, allowNull):
+class NonASCIIAddress(AddressSyntaxError):
+    """
+    The path has UTF-8 characters but the transaction did not ask for
+    SMTPUTF8 (RFC 6531 3.2).
+    """
+
+
+def parsePath(text, allowNull, utf8=False):
     """
     Parse the path at the start of C{text} (what follows C{FROM:} or C{TO:}),
     C{<mailbox>} or, when C{allowNull}, C{<>}.  A source route (C{@a,@b:}) is
@@ -140,8 +152,11 @@ def parsePath(text, allowNull):
 
     @return: C{(address, rest)}: an L{Address}, or L{None} for C{<>}, and the
         text after the path (the ESMTP parameters).
-    @raise AddressSyntaxError: on any deviation from the grammar, a NUL or a
-        non-ASCII character.
+    @param utf8: whether UTF-8 local parts and domains are allowed
+        (RFC 6531, with SMTPUTF8).
+    @raise AddressSyntaxError: on any deviation from the grammar, or a NUL or
+        other control character.
+    @raise NonASCIIAddress: a non-ASCII character without C{utf8}.
     """
     text = text.lstrip(" ")
     if not text.startswith("<"):
@@ -155,8 +170,10 @@ def parsePath(text, allowNull):
         raise AddressSyntaxError("text after the path")
     if len(inner) > MAX_PATH:
         raise AddressSyntaxError("path too long")
-    if any(ord(c) < 32 or ord(c) > 126 for c in inner):
-        raise AddressSyntaxError("control or non-ASCII character in the path")
+    if any(ord(c) < 32 or ord(c) == 127 for c in inner):
+        raise AddressSyntaxError("control character in the path")
+    if not utf8 and any(ord(c) > 127 for c in inner):
+        raise NonASCIIAddress("non-ASCII character without SMTPUTF8")
     if inner == "":
         if not allowNull:
             raise AddressSyntaxError("empty path")
@@ -168,9 +185,12 @@ def parsePath(text, allowNull):
         for hop in route.split(","):
             if not hop.startswith("@"):
                 raise AddressSyntaxError("bad source route")
-            _parseDomain(hop[1:])
+            _parseDomain(hop[1:], utf8)
     local, domain = _splitMailbox(inner)
-    return Address(_parseLocalPart(local), _parseDomain(domain)), rest.strip(" ")
+    return (
+        Address(_parseLocalPart(local, utf8), _parseDomain(domain, utf8)),
+        rest.strip(" "),
+    )
 
 
 def parseParameters(text):
@@ -190,3 +210,27 @@ def parseParameters(text):
             raise AddressSyntaxError(f"repeated parameter {key}")
         params[key] = value if eq else None
     return params
+
+
+def decodeXtext(text):
+    """
+    Decode RFC 3461 4 xtext (C{+XX} hex escapes).
+
+    @raise AddressSyntaxError: malformed xtext.
+    """
+    out = bytearray()
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c == "+":
+            h = text[i + 1 : i + 3]
+            if len(h) != 2 or any(x not in "0123456789ABCDEF" for x in h):
+                raise AddressSyntaxError("bad xtext escape")
+            out.append(int(h, 16))
+            i += 3
+            continue
+        if not (33 <= ord(c) <= 126) or c == "=":
+            raise AddressSyntaxError("bad xtext character")
+        out.append(ord(c))
+        i += 1
+    return out.decode("utf-8", "replace")

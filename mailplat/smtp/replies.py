@@ -40,11 +40,13 @@ AUTH_OK = Reply(235, "2.7.0", "Authentication successful")
 CANNOT_VRFY = Reply(
     252, "2.1.5", "Cannot VRFY user, but will accept message and attempt delivery"
 )
+VRFY_OK = Reply(250, "2.1.5", "<{address}>")
+CHUNK_OK = Reply(250, "2.0.0", "{size} octets received")
 HELP = Reply(
     214,
     "2.0.0",
-    "Commands: HELO EHLO MAIL RCPT DATA RSET VRFY EXPN NOOP QUIT STARTTLS AUTH "
-    "HELP\nSee RFC 5321",
+    "Commands: HELO EHLO MAIL RCPT DATA BDAT RSET VRFY EXPN NOOP QUIT STARTTLS "
+    "AUTH HELP\nSee RFC 5321",
 )
 
 LINE_TOO_LONG = Reply(500, "5.5.2", "Error: line too long")
@@ -66,6 +68,18 @@ USER_UNKNOWN = Reply(
 RELAY_DENIED = Reply(554, "5.7.1", "<{address}>: Relay access denied")
 SENDER_NOT_OWNED = Reply(
     553, "5.7.1", "<{address}>: Sender address rejected: not owned by user {user}"
+)
+NEED_SMTPUTF8 = Reply(
+    553, "5.6.7", "Non-ASCII address needs the SMTPUTF8 parameter on MAIL"
+)
+BDAT_SYNTAX = Reply(501, "5.5.4", "Syntax: BDAT size [LAST]; closing the session")
+TALKED_FIRST = Reply(554, "5.5.1", "Error: talked before the greeting")
+FROM_NOT_OWNED = Reply(
+    553, "5.7.1", "<{address}>: From: header address not owned by user {user}"
+)
+TOO_MANY_CONNECTIONS = Reply(421, "4.7.0", "{hostname} Error: too many connections")
+TOO_MANY_CONNECTIONS_FROM = Reply(
+    421, "4.7.0", "{hostname} Error: too many connections from {peer}"
 )
 MAIL_LOOP = Reply(554, "5.4.6", "Too many Received headers: mail loop detected")
 

@@ -1,38 +1,53 @@
 """
 The ESMTP server (RFC 5321) for the C{mx}, C{submission} and C{submissions}
-profiles.
+profiles, with PIPELINING (RFC 2920), SIZE (RFC 1870), 8BITMIME (RFC 6152),
+SMTPUTF8 (RFC 6531), DSN (RFC 3461), CHUNKING (RFC 3030), STARTTLS
+(RFC 3207), AUTH (RFC 4954) and ENHANCEDSTATUSCODES (RFC 2034).
 
 This is our own protocol class rather than a subclass of
-C{twisted.mail.smtp.ESMTP}: the fixes DESIGN.md 7 lists (STARTTLS injection,
-DATA smuggling, unbounded line buffers, pipelining with asynchronous checks,
-MAIL/RCPT parameters, timeouts, 451 on storage errors) touch nearly every
-method of that class, so docs/smtp.md explains the choice.
+C{twisted.mail.smtp.ESMTP}: the fixes DESIGN.md 7 lists touch nearly every
+method of that class (docs/architecture.md says more).
 
 Commands are processed strictly one at a time, in order: a command whose
-check is asynchronous (a user lookup, a password check, the fsync before 250)
-holds back the commands pipelined behind it, so replies always come in order
-(RFC 2920).
+check is asynchronous (the policy pipeline, a password check, the fsync
+before 250) holds back the commands pipelined behind it, so replies always
+come in order.  Policy decisions (relay, recipients, loops, the submission
+rules, connection limits) are made by the checks of
+L{mailplat.policy}, at the stages C{connect}, C{helo}, C{mail}, C{rcpt} and
+C{data}.
 """
 
 import base64
 import binascii
 import email.utils
 import errno
+import secrets
 import time
 
 from twisted.cred import credentials, error as crederror
-from twisted.internet import defer, interfaces, protocol
+from twisted.internet import defer, interfaces, protocol, task
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 
 from mailplat.interfaces import IMailUser
+from mailplat.policy import verdict as V
+from mailplat.policy.facts import SessionFacts
 from mailplat.queue.envelope import Envelope, Recipient
 from mailplat.queue.store import newQueueId
+from mailplat.recipients import UnknownRecipient
 from mailplat.smtp import replies as R
-from mailplat.smtp.address import AddressSyntaxError, parseParameters, parsePath
+from mailplat.smtp.address import (
+    AddressSyntaxError,
+    NonASCIIAddress,
+    decodeXtext,
+    parseParameters,
+    parsePath,
+)
 from mailplat.smtp.datastream import DataDecoder
+from mailplat.smtp.message import LineEndingNormalizer, MessageWriter
 
 _MAX_PIPELINE = 256 * 1024  # unprocessed input before we stop reading
+_NOTIFY = frozenset({"SUCCESS", "FAILURE", "DELAY"})
 
 
 def tlsDescription(transport):
@@ -55,15 +70,22 @@ def tlsDescription(transport):
 
 class Transaction:
     """
-    The state of one mail transaction (MAIL to end of DATA).
+    The state of one mail transaction (MAIL to the end of DATA or BDAT LAST).
+
+    @ivar recipients: L{Recipient}s for the envelope, by address.
+    @ivar accepted: how many RCPT commands were accepted.
     """
 
     def __init__(self, sender, params):
         self.sender = sender
         self.params = params
-        self.recipients = []
+        self.recipients = {}
+        self.accepted = 0
         self.spool = None
+        self.writer = None
         self.decoder = None
+        self.normalizer = None
+        self.usedBDAT = False
         self.tooBig = False
         self.writeError = None
 
@@ -71,8 +93,6 @@ class Transaction:
 class SMTPServer(protocol.Protocol, TimeoutMixin):
     """
     One SMTP session.
-
-    @ivar factory: the L{SMTPFactory}, with C{context} and C{listener}.
     """
 
     log = Logger()
@@ -87,14 +107,17 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         self._discarding = False
         self._busy = False
         self._paused = False
-        self._mode = "command"
+        self._mode = "connect"
         self._errors = 0
         self._saslState = None
+        self._bdat = None
+        self._deadline = None
         self.helo = None
         self.esmtp = False
         self.authenticated = None
         self.transaction = None
         self.peer = "unknown"
+        self.facts = None
 
     # -- connection
 
@@ -114,20 +137,52 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
     def connectionMade(self):
         peer = self.transport.getPeer()
         self.peer = getattr(peer, "host", None) or str(peer)
+        self.facts = SessionFacts(
+            context=self.context,
+            peer=self.peer,
+            listener=self.listener.name,
+            profile=self.profile,
+            secure=self.secure,
+        )
         self.setTimeout(self.config.smtp.commandTimeout)
+        self._deadline = self.callLater(
+            self.config.smtp.sessionTimeout, self._sessionExpired
+        )
         self.log.info(
             "smtp[{listener}]: connect from [{peer}]",
             listener=self.listener.name,
             peer=self.peer,
         )
+        self._busy = True
+        d = self.context.policy.run("connect", self.facts)
+        d.addCallback(self._connectVerdict)
+        d.addErrback(self._internalError)
+
+    def _connectVerdict(self, verdict):
+        self._busy = False
+        if self._mode == "closed":
+            return
+        if self._mode == "early":
+            return
+        if verdict.action in (V.REJECT, V.TEMPFAIL, V.DISCONNECT):
+            self._logVerdict("connect", verdict)
+            return self._closeWith(verdict.reply)
+        self._mode = "command"
         self.transport.write(
             f"220 {self.config.hostname} ESMTP mailplat\r\n".encode("ascii")
         )
+        self._process()
 
     def connectionLost(self, reason):
         self.setTimeout(None)
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
         self._mode = "closed"
         self._abortTransaction()
+        if self.facts is not None:
+            for release in self.facts.onClose:
+                release()
+            self.facts.onClose = []
         self.log.info(
             "smtp[{listener}]: disconnect from [{peer}]",
             listener=self.listener.name,
@@ -143,7 +198,18 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         )
         self._closeWith(R.TIMEOUT.format(hostname=self.config.hostname))
 
+    def _sessionExpired(self):
+        self._deadline = None
+        self.log.info(
+            "smtp[{listener}]: session deadline reached for [{peer}]",
+            listener=self.listener.name,
+            peer=self.peer,
+        )
+        self._closeWith(R.TIMEOUT.format(hostname=self.config.hostname))
+
     def _closeWith(self, reply):
+        if self._mode == "closed":
+            return
         self._mode = "closed"
         self._abortTransaction()
         self.transport.write(reply.toBytes())
@@ -163,14 +229,41 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
                 )
                 self._closeWith(R.TOO_MANY_ERRORS.format(hostname=self.config.hostname))
 
+    def _logVerdict(self, stage, verdict, subject=""):
+        self.log.info(
+            "smtp[{listener}]: {stage} {action} for [{peer}]{subject}: {code} "
+            "{reason}",
+            listener=self.listener.name,
+            stage=stage,
+            action=verdict.action,
+            peer=self.peer,
+            subject=f" {subject}" if subject else "",
+            code=verdict.reply.code if verdict.reply else "",
+            reason=verdict.reason,
+        )
+
     # -- input
 
     def dataReceived(self, data):
         if self._mode == "closed":
             return
+        if self._mode in ("connect", "early"):
+            # RFC 5321 4.3.1: the client waits for the greeting.  One that
+            # talks first does not read replies (Postfix's postscreen).
+            self._mode = "early"
+            self.log.info(
+                "smtp[{listener}]: [{peer}] talked before the greeting",
+                listener=self.listener.name,
+                peer=self.peer,
+            )
+            self._closeWith(R.TALKED_FIRST)
+            return
         self.resetTimeout()
-        if self._mode == "data" and not self._busy:
+        if not self._busy and self._mode == "data":
             self._dataReceived(data)
+            return
+        if not self._busy and self._mode == "bdat":
+            self._bdatReceived(data)
             return
         self._buffer += data
         if self._busy and len(self._buffer) > _MAX_PIPELINE and not self._paused:
@@ -195,9 +288,12 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
                 result.addErrback(self._internalError)
                 result.addBoth(self._resume)
                 return
-        if self._mode == "data" and not self._busy and self._buffer:
+        if not self._busy and self._buffer and self._mode in ("data", "bdat"):
             data, self._buffer = self._buffer, b""
-            self._dataReceived(data)
+            if self._mode == "data":
+                self._dataReceived(data)
+            else:
+                self._bdatReceived(data)
         if self._paused and not self._busy and len(self._buffer) < _MAX_PIPELINE:
             self._paused = False
             self.transport.resumeProducing()
@@ -215,7 +311,10 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             peer=self.peer,
         )
         self._abortTransaction()
-        self.reply(R.LOCAL_ERROR)
+        if self._mode in ("connect", "early"):
+            self._closeWith(R.SHUTTING_DOWN.format(hostname=self.config.hostname))
+        else:
+            self.reply(R.LOCAL_ERROR)
 
     def _nextLine(self):
         """
@@ -277,23 +376,32 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             return False
         return True
 
-    def smtp_HELO(self, arg):
-        if not self._needsArgument(arg, "HELO hostname"):
-            return
+    def _hello(self, arg, esmtp):
         self._abortTransaction()
-        self.helo, self.esmtp = arg, False
-        self.transport.write(f"250 {self.config.hostname}\r\n".encode("ascii"))
+        self.helo, self.esmtp = arg, esmtp
+        self.facts.helo = arg
+        d = self.context.policy.run("helo", self.facts)
+        d.addCallback(self._helloVerdict, esmtp)
+        return d
 
-    def smtp_EHLO(self, arg):
-        if not self._needsArgument(arg, "EHLO hostname"):
+    def _helloVerdict(self, verdict, esmtp):
+        if verdict.action in (V.REJECT, V.TEMPFAIL, V.DISCONNECT):
+            self._logVerdict("helo", verdict, self.helo)
+            self.helo = self.facts.helo = None
+            if verdict.action == V.DISCONNECT:
+                return self._closeWith(verdict.reply)
+            return self.reply(verdict.reply)
+        if not esmtp:
+            self.transport.write(f"250 {self.config.hostname}\r\n".encode("ascii"))
             return
-        self._abortTransaction()
-        self.helo, self.esmtp = arg, True
         lines = [
             self.config.hostname,
             "PIPELINING",
             f"SIZE {self.config.smtp.maxMessageSize}",
             "8BITMIME",
+            "SMTPUTF8",
+            "DSN",
+            "CHUNKING",
             "ENHANCEDSTATUSCODES",
         ]
         if self.canStartTLS:
@@ -303,6 +411,16 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         out = "".join(f"250-{line}\r\n" for line in lines[:-1])
         out += f"250 {lines[-1]}\r\n"
         self.transport.write(out.encode("ascii"))
+
+    def smtp_HELO(self, arg):
+        if not self._needsArgument(arg, "HELO hostname"):
+            return
+        return self._hello(arg, False)
+
+    def smtp_EHLO(self, arg):
+        if not self._needsArgument(arg, "EHLO hostname"):
+            return
+        return self._hello(arg, True)
 
     def smtp_NOOP(self, arg):
         self.reply(R.OK)
@@ -319,7 +437,21 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
     def smtp_VRFY(self, arg):
         if not self._needsArgument(arg, "VRFY address"):
             return
-        self.reply(R.CANNOT_VRFY)
+        if self.config.smtp.vrfy != "verify":
+            return self.reply(R.CANNOT_VRFY)
+        address = arg.strip("<>").strip()
+        d = self.context.runBlocking(self.context.recipients.resolve, address)
+        d.addCallbacks(
+            lambda resolution: self.reply(R.VRFY_OK.format(address=address)),
+            self._vrfyFailed,
+            errbackArgs=(address,),
+        )
+        return d
+
+    def _vrfyFailed(self, failure, address):
+        if failure.check(UnknownRecipient):
+            return self.reply(R.USER_UNKNOWN.format(address=address))
+        return failure
 
     smtp_EXPN = smtp_VRFY
 
@@ -347,10 +479,11 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             )
         self._buffer = b""
         self._abortTransaction()
-        self.helo = None
+        self.helo = self.facts.helo = None
         self.esmtp = False
-        self.authenticated = None
+        self.authenticated = self.facts.authenticated = None
         self.transport.startTLS(self.context.tlsOptions)
+        self.facts.secure = True
 
     # -- AUTH (RFC 4954)
 
@@ -371,13 +504,11 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             return self.reply(R.AUTH_UNKNOWN_MECHANISM)
         self._saslState = {"mechanism": mechanism}
         self._mode = "sasl"
+        if initial:
+            return self._saslResponse(initial.encode("ascii", "replace"))
         if mechanism == "PLAIN":
-            if initial:
-                return self._saslResponse(initial.encode("ascii", "replace"))
             self.transport.write(b"334 \r\n")
         else:
-            if initial:
-                return self._saslResponse(initial.encode("ascii", "replace"))
             self.transport.write(b"334 VXNlcm5hbWU6\r\n")
 
     def _saslResponse(self, line):
@@ -397,7 +528,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
                 return self.reply(R.AUTH_BAD_RESPONSE)
             authzid, user, password = parts
             if authzid and authzid != user:
-                return self._authFinished(None, user)
+                return self._login(user, None)
             return self._login(user, password)
         if "user" not in state:
             state["user"] = decoded
@@ -406,9 +537,26 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         return self._login(state["user"], decoded)
 
     def _login(self, user, password):
-        d = self.context.portal.login(
-            credentials.UsernamePassword(user, password), None, IMailUser
-        )
+        """
+        Check the credentials after the throttle's wait for this address
+        (C{password} L{None}: fail without checking).
+        """
+        throttle = self.context.authThrottle
+        wait = throttle.delay(self.peer) if throttle is not None else 0
+        if wait:
+            d = task.deferLater(self.context.clock, wait, lambda: None)
+        else:
+            d = defer.succeed(None)
+        if password is None:
+            d.addCallback(
+                lambda _: defer.fail(crederror.UnauthorizedLogin("bad authzid"))
+            )
+        else:
+            d.addCallback(
+                lambda _: self.context.portal.login(
+                    credentials.UsernamePassword(user, password), None, IMailUser
+                )
+            )
         d.addCallbacks(
             lambda result: self._authFinished(result[1], user),
             lambda failure: self._authFailed(failure, user),
@@ -421,9 +569,14 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         return self._authFinished(None, user)
 
     def _authFinished(self, avatar, user):
-        self._saslState, self._mode = None, "command"
+        self._saslState = None
+        if self._mode == "sasl":
+            self._mode = "command"
         name = user.decode("utf-8", "replace")
+        throttle = self.context.authThrottle
         if avatar is None:
+            if throttle is not None:
+                throttle.failed(self.peer)
             self.log.info(
                 "smtp[{listener}]: AUTH failed for {user!r} from [{peer}]",
                 listener=self.listener.name,
@@ -431,7 +584,9 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
                 peer=self.peer,
             )
             return self.reply(R.AUTH_FAILED)
-        self.authenticated = avatar.address
+        if throttle is not None:
+            throttle.succeeded(self.peer)
+        self.authenticated = self.facts.authenticated = avatar.address
         self.log.info(
             "smtp[{listener}]: AUTH ok for {user} from [{peer}]",
             listener=self.listener.name,
@@ -445,25 +600,68 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
     def _abortTransaction(self):
         t = self.transaction
         self.transaction = None
+        if self.facts is not None:
+            self.facts.sender = None
+            self.facts.params = {}
+            self.facts.recipients = []
+            self.facts.headers = None
         if t is not None and t.spool is not None and not t.spool.closed:
             t.spool.abort()
             self.log.info(
                 "{queueId}: aborted, message not accepted", queueId=t.spool.envelope.id
             )
 
+    def _mailParameters(self, params, utf8Path):
+        """
+        @return: the parameters to keep, or a L{Reply} for an error.
+        """
+        kept = {}
+        for key, value in params.items():
+            if key == "SIZE":
+                if value is None or not value.isdigit():
+                    return R.BAD_PARAMETER.format(detail="SIZE")
+                if int(value) > self.config.smtp.maxMessageSize:
+                    return R.MESSAGE_TOO_BIG
+                kept["size"] = int(value)
+            elif key == "BODY":
+                if value is None or value.upper() not in ("7BIT", "8BITMIME"):
+                    return R.BAD_PARAMETER.format(detail="BODY")
+                kept["body"] = value.upper()
+            elif key == "SMTPUTF8":
+                if value is not None:
+                    return R.BAD_PARAMETER.format(detail="SMTPUTF8")
+                kept["smtputf8"] = True
+            elif key == "RET":
+                if value is None or value.upper() not in ("FULL", "HDRS"):
+                    return R.BAD_PARAMETER.format(detail="RET")
+                kept["ret"] = value.upper()
+            elif key == "ENVID":
+                try:
+                    envid = decodeXtext(value or "")
+                except AddressSyntaxError:
+                    return R.BAD_PARAMETER.format(detail="ENVID")
+                if not value or len(value) > 100:
+                    return R.BAD_PARAMETER.format(detail="ENVID")
+                kept["envid"] = envid
+            elif key == "AUTH":
+                # RFC 4954 5: accepted and not passed on (we do not trust it).
+                continue
+            else:
+                return R.BAD_PARAMETER.format(detail=key)
+        return kept
+
     def smtp_MAIL(self, arg):
         if self.helo is None:
             return self.reply(R.BAD_SEQUENCE.format(detail="send HELO/EHLO first"))
-        if self.profile in ("submission", "submissions") and self.authenticated is None:
-            if not self.secure:
-                return self.reply(R.TLS_REQUIRED)
-            return self.reply(R.AUTH_REQUIRED)
         if self.transaction is not None:
             return self.reply(R.BAD_SEQUENCE.format(detail="nested MAIL command"))
         if arg[:5].upper() != "FROM:":
             return self.reply(R.SYNTAX.format(usage="MAIL FROM:<address>"))
+        wantsUTF8 = self.esmtp and " SMTPUTF8" in arg.upper()
         try:
-            sender, rest = parsePath(arg[5:], allowNull=True)
+            sender, rest = parsePath(arg[5:], allowNull=True, utf8=wantsUTF8)
+        except NonASCIIAddress:
+            return self.reply(R.NEED_SMTPUTF8)
         except AddressSyntaxError:
             return self.reply(R.BAD_SENDER_SYNTAX)
         try:
@@ -472,30 +670,51 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             return self.reply(R.BAD_PARAMETER.format(detail=str(e)))
         if params and not self.esmtp:
             return self.reply(R.BAD_PARAMETER.format(detail="parameters need EHLO"))
-        kept = {}
-        for key, value in params.items():
-            if key == "SIZE":
-                if value is None or not value.isdigit():
-                    return self.reply(R.BAD_PARAMETER.format(detail="SIZE"))
-                if int(value) > self.config.smtp.maxMessageSize:
-                    return self.reply(R.MESSAGE_TOO_BIG)
-                kept["size"] = int(value)
-            elif key == "BODY":
-                if value is None or value.upper() not in ("7BIT", "8BITMIME"):
-                    return self.reply(R.BAD_PARAMETER.format(detail="BODY"))
-                kept["body"] = value.upper()
-            else:
-                return self.reply(R.BAD_PARAMETER.format(detail=key))
+        kept = self._mailParameters(params, wantsUTF8)
+        if isinstance(kept, R.Reply):
+            return self.reply(kept)
         senderText = "" if sender is None else str(sender)
-        if self.profile in ("submission", "submissions"):
-            if senderText.lower() != self.authenticated:
-                return self.reply(
-                    R.SENDER_NOT_OWNED.format(
-                        address=senderText, user=self.authenticated
-                    )
-                )
-        self.transaction = Transaction(senderText, kept)
+        self.facts.sender = senderText
+        self.facts.params = kept
+        d = self.context.policy.run("mail", self.facts)
+        d.addCallback(self._mailVerdict, senderText, kept)
+        return d
+
+    def _mailVerdict(self, verdict, sender, params):
+        if verdict.action in (V.REJECT, V.TEMPFAIL, V.DISCONNECT):
+            self._logVerdict("mail", verdict, f"from=<{sender}>")
+            self.facts.sender = None
+            self.facts.params = {}
+            if verdict.action == V.DISCONNECT:
+                return self._closeWith(verdict.reply)
+            return self.reply(verdict.reply)
+        self.transaction = Transaction(sender, params)
         self.reply(R.SENDER_OK)
+
+    def _recipientParameters(self, params):
+        """
+        @return: C{(notify, orcpt)}, or a L{Reply} for an error (RFC 3461 4).
+        """
+        notify = orcpt = ""
+        for key, value in params.items():
+            if key == "NOTIFY":
+                words = (value or "").upper().split(",")
+                if words != ["NEVER"] and (
+                    not all(w in _NOTIFY for w in words) or len(set(words)) != len(words)
+                ):
+                    return R.BAD_PARAMETER.format(detail="NOTIFY")
+                notify = ",".join(words)
+            elif key == "ORCPT":
+                addrType, semi, xtext = (value or "").partition(";")
+                if not semi or not addrType or not xtext:
+                    return R.BAD_PARAMETER.format(detail="ORCPT")
+                try:
+                    orcpt = f"{addrType.lower()};{decodeXtext(xtext)}"
+                except AddressSyntaxError:
+                    return R.BAD_PARAMETER.format(detail="ORCPT")
+            else:
+                return R.BAD_PARAMETER.format(detail=key)
+        return notify, orcpt
 
     def smtp_RCPT(self, arg):
         t = self.transaction
@@ -503,62 +722,65 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             return self.reply(R.BAD_SEQUENCE.format(detail="need MAIL command"))
         if arg[:3].upper() != "TO:":
             return self.reply(R.SYNTAX.format(usage="RCPT TO:<address>"))
+        rest = arg[3:]
+        postmaster = rest.strip().lower().startswith("<postmaster>")
         try:
-            rcpt, rest = parsePath(arg[3:], allowNull=False)
+            if postmaster:
+                rcpt, rest = None, rest.strip()[len("<postmaster>") :].strip()
+            else:
+                rcpt, rest = parsePath(rest, allowNull=False, utf8=t.params.get("smtputf8", False))
             params = parseParameters(rest)
+        except NonASCIIAddress:
+            return self.reply(R.NEED_SMTPUTF8)
         except AddressSyntaxError:
             return self.reply(R.BAD_RECIPIENT_SYNTAX)
-        if params:
-            return self.reply(
-                R.BAD_PARAMETER.format(detail=" ".join(sorted(params)))
-            )
-        if len(t.recipients) >= self.config.smtp.maxRecipients:
+        found = self._recipientParameters(params)
+        if isinstance(found, R.Reply):
+            return self.reply(found)
+        if t.accepted >= self.config.smtp.maxRecipients:
             return self.reply(R.TOO_MANY_RECIPIENTS)
-        address = str(rcpt)
-        if not rcpt.isAddressLiteral and self.config.isLocalDomain(rcpt.domain):
-            lookup = address.lower()
-            d = self.context.runBlocking(self.context.users.exists, lookup)
-            d.addCallbacks(
-                lambda exists: self._localRecipient(t, lookup, exists),
-                lambda failure: self._lookupFailed(failure, lookup),
-            )
-            return d
-        if self.authenticated is not None:
-            t.recipients.append(address)
-            return self.reply(R.RECIPIENT_OK)
-        self.log.info(
-            "smtp[{listener}]: relay denied for <{rcpt}> from [{peer}]",
-            listener=self.listener.name,
-            rcpt=address,
-            peer=self.peer,
-        )
-        return self.reply(R.RELAY_DENIED.format(address=address))
+        address = "postmaster" if postmaster else str(rcpt)
+        self.facts.recipient = address
+        d = self.context.policy.run("rcpt", self.facts)
+        d.addCallback(self._rcptVerdict, t, address, found)
+        return d
 
-    def _localRecipient(self, transaction, address, exists):
-        if transaction is not self.transaction:
-            return  # RSET or STARTTLS meanwhile; nothing to answer for
-        if not exists:
-            return self.reply(R.USER_UNKNOWN.format(address=address))
-        if address not in transaction.recipients:
-            transaction.recipients.append(address)
+    def _rcptVerdict(self, verdict, t, address, found):
+        self.facts.recipient = None
+        if t is not self.transaction:
+            return  # RSET or STARTTLS meanwhile
+        if verdict.action == V.CONTINUE:
+            # Deny by default: no check accepted the recipient.
+            verdict = V.Verdict(
+                V.REJECT, R.RELAY_DENIED.format(address=address), reason="relay denied"
+            )
+        if verdict.action in (V.REJECT, V.TEMPFAIL, V.DISCONNECT):
+            self._logVerdict("rcpt", verdict, f"to=<{address}>")
+            if verdict.action == V.DISCONNECT:
+                return self._closeWith(verdict.reply)
+            return self.reply(verdict.reply)
+        notify, orcpt = found
+        if not orcpt:
+            orcpt = f"rfc822;{address}"
+        for final in verdict.recipients or (address,):
+            if final not in t.recipients:
+                t.recipients[final] = Recipient(final, orcpt=orcpt, notify=notify)
+        t.accepted += 1
+        self.facts.recipients.append(address)
+        if verdict.action == V.QUARANTINE:
+            t.params["quarantine"] = verdict.reason or "policy"
         self.reply(R.RECIPIENT_OK)
 
-    def _lookupFailed(self, failure, address):
-        self.log.failure("smtp: user lookup failed for {address}", failure, address=address)
-        self.reply(R.TEMPORARY_LOOKUP_FAILURE)
+    def _startMessage(self, t):
+        """
+        Open the spool file for the transaction.
 
-    def smtp_DATA(self, arg):
-        t = self.transaction
-        if arg:
-            return self.reply(R.SYNTAX.format(usage="DATA"))
-        if t is None:
-            return self.reply(R.BAD_SEQUENCE.format(detail="need MAIL command"))
-        if not t.recipients:
-            return self.reply(R.NO_VALID_RECIPIENTS)
+        @return: L{None}, or the L{Reply} for a storage error.
+        """
         envelope = Envelope(
             id=newQueueId(),
             sender=t.sender,
-            recipients=[Recipient(r) for r in t.recipients],
+            recipients=list(t.recipients.values()),
             arrival=time.time(),
             client={
                 "address": self.peer,
@@ -571,23 +793,95 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         )
         try:
             t.spool = self.context.queue.spool(envelope)
-            t.spool.write(self._receivedHeader(envelope))
         except OSError as e:
-            if t.spool is not None:
-                t.spool.abort()
             self.transaction = None
-            return self._storageError(e, envelope.id)
+            return self._storageErrorReply(e, envelope.id)
+        t.writer = MessageWriter(
+            t.spool, self._receivedHeader(envelope), self._headerAdditions
+        )
+        return None
+
+    def smtp_DATA(self, arg):
+        t = self.transaction
+        if arg:
+            return self.reply(R.SYNTAX.format(usage="DATA"))
+        if t is None:
+            return self.reply(R.BAD_SEQUENCE.format(detail="need MAIL command"))
+        if t.usedBDAT:
+            return self.reply(R.BAD_SEQUENCE.format(detail="DATA after BDAT"))
+        if not t.recipients:
+            return self.reply(R.NO_VALID_RECIPIENTS)
+        error = self._startMessage(t)
+        if error is not None:
+            return self.reply(error)
         t.decoder = DataDecoder()
         self._mode = "data"
         self.setTimeout(self.config.smtp.dataTimeout)
         self.reply(R.START_DATA)
 
+    def smtp_BDAT(self, arg):
+        words = arg.split()
+        if not words or not words[0].isdigit() or len(words) > 2 or (
+            len(words) == 2 and words[1].upper() != "LAST"
+        ):
+            # Without a valid size the chunk cannot be skipped: RFC 3030 4.
+            return self._closeWith(R.BDAT_SYNTAX)
+        size, last = int(words[0]), len(words) == 2
+        t = self.transaction
+        error = None
+        if t is None:
+            error = R.BAD_SEQUENCE.format(detail="need MAIL command")
+        elif not t.recipients:
+            error = R.NO_VALID_RECIPIENTS
+        elif t.spool is None:
+            error = self._startMessage(t)
+            if error is None:
+                t.usedBDAT = True
+                t.normalizer = LineEndingNormalizer()
+        self._bdat = {"remaining": size, "size": size, "last": last, "error": error}
+        self._mode = "bdat"
+        self.setTimeout(self.config.smtp.dataTimeout)
+        if size == 0:
+            return self._bdatChunkDone()
+
+    def _bdatReceived(self, data):
+        state = self._bdat
+        chunk, rest = data[: state["remaining"]], data[state["remaining"] :]
+        state["remaining"] -= len(chunk)
+        t = self.transaction
+        if state["error"] is None and t is not None:
+            self._writeContent(t, t.normalizer.feed(chunk))
+        if state["remaining"]:
+            return
+        self._buffer = rest + self._buffer
+        d = self._bdatChunkDone()
+        if isinstance(d, defer.Deferred):
+            self._busy = True
+            d.addErrback(self._internalError)
+            d.addBoth(self._resume)
+        else:
+            self._process()
+
+    def _bdatChunkDone(self):
+        state, self._bdat = self._bdat, None
+        self._mode = "command"
+        self.setTimeout(self.config.smtp.commandTimeout)
+        if state["error"] is not None:
+            # A failed BDAT ends the transaction's chance of success.
+            self._abortTransaction()
+            return self.reply(state["error"])
+        if not state["last"]:
+            return self.reply(R.CHUNK_OK.format(size=state["size"]))
+        return self._endOfMessage(self.transaction)
+
     def _receivedHeader(self, envelope):
         """
         The trace header of RFC 5321 4.4, with the protocol keywords of
-        RFC 3848 and the TLS details Postfix gives.
+        RFC 3848 and RFC 6531 and the TLS details Postfix gives.
         """
-        with_ = "ESMTP" if self.esmtp else "SMTP"
+        with_ = "UTF8SMTP" if envelope.params.get("smtputf8") else "ESMTP"
+        if not self.esmtp:
+            with_ = "SMTP"
         if self.secure:
             with_ += "S"
         if self.authenticated is not None:
@@ -606,25 +900,45 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         lines.append(f"\t{email.utils.formatdate(localtime=True)}")
         return ("\r\n".join(lines) + "\r\n").encode("utf-8", "replace")
 
+    def _headerAdditions(self, headers):
+        """
+        RFC 6409 8.2, 8.3: the submission profiles add Date and Message-ID
+        when the message lacks them.
+        """
+        if self.profile not in ("submission", "submissions"):
+            return b""
+        out = b""
+        if headers.get("Date") is None:
+            out += f"Date: {email.utils.formatdate(localtime=True)}\r\n".encode()
+        if headers.get("Message-ID") is None:
+            token = secrets.token_hex(8)
+            envelope = self.transaction.spool.envelope
+            out += f"Message-ID: <{envelope.id}.{token}@{self.config.hostname}>\r\n".encode()
+        return out
+
+    def _writeContent(self, t, content):
+        if not content or t.tooBig or t.writeError is not None:
+            return
+        if t.writer.size + len(content) > self.config.smtp.maxMessageSize:
+            t.tooBig = True
+            t.spool.abort()
+            return
+        try:
+            t.writer.write(content)
+        except OSError as e:
+            t.writeError = e
+            t.spool.abort()
+
     def _dataReceived(self, data):
         t = self.transaction
         content, leftover = t.decoder.feed(data)
-        if content and not t.tooBig and t.writeError is None:
-            if t.spool.size + len(content) > self.config.smtp.maxMessageSize:
-                t.tooBig = True
-                t.spool.abort()
-            else:
-                try:
-                    t.spool.write(content)
-                except OSError as e:
-                    t.writeError = e
-                    t.spool.abort()
+        self._writeContent(t, content)
         if leftover is None:
             return
         self._mode = "command"
         self.setTimeout(self.config.smtp.commandTimeout)
         self._buffer = leftover + self._buffer
-        d = self._endOfData(t)
+        d = self._endOfMessage(t)
         if isinstance(d, defer.Deferred):
             self._busy = True
             d.addErrback(self._internalError)
@@ -632,7 +946,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         else:
             self._process()
 
-    def _endOfData(self, t):
+    def _endOfMessage(self, t):
         queueId = t.spool.envelope.id
         if t.tooBig:
             self.transaction = None
@@ -645,22 +959,45 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             return self.reply(R.MESSAGE_TOO_BIG)
         if t.writeError is not None:
             self.transaction = None
-            return self._storageError(t.writeError, queueId)
-        if t.decoder.receivedCount > self.config.smtp.maxReceivedHeaders:
+            return self.reply(self._storageErrorReply(t.writeError, queueId))
+        try:
+            t.writer.finish()
+        except OSError as e:
+            t.spool.abort()
+            self.transaction = None
+            return self.reply(self._storageErrorReply(e, queueId))
+        headers = t.writer.headers
+        self.facts.headers = headers
+        self.facts.size = t.writer.size
+        received = len(headers.get_all("Received", [])) if headers is not None else 0
+        if t.decoder is not None:
+            received = max(received, t.decoder.receivedCount)
+        self.facts.receivedCount = received
+        d = self.context.policy.run("data", self.facts)
+        d.addCallback(self._dataVerdict, t)
+        return d
+
+    def _dataVerdict(self, verdict, t):
+        queueId = t.spool.envelope.id
+        if t is not self.transaction:
+            return
+        if verdict.action in (V.REJECT, V.TEMPFAIL, V.DISCONNECT):
+            self._logVerdict("data", verdict, f"id={queueId}")
             self._abortTransaction()
-            self.log.info(
-                "{queueId}: rejected: {n} Received headers (mail loop) from [{peer}]",
-                queueId=queueId,
-                n=t.decoder.receivedCount,
-                peer=self.peer,
-            )
-            return self.reply(R.MAIL_LOOP)
+            if verdict.action == V.DISCONNECT:
+                return self._closeWith(verdict.reply)
+            return self.reply(verdict.reply)
+        if verdict.action == V.QUARANTINE:
+            t.spool.envelope.params["quarantine"] = verdict.reason or "policy"
         d = self.context.runBlocking(t.spool.commit)
         d.addCallbacks(self._committed, self._commitFailed, errbackArgs=(queueId,))
         return d
 
     def _committed(self, item):
         self.transaction = None
+        self.facts.sender = None
+        self.facts.recipients = []
+        self.facts.headers = None
         env = item.envelope
         self.log.info(
             "{queueId}: accepted from=<{sender}>, nrcpt={n}, size={size}, "
@@ -680,17 +1017,17 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
     def _commitFailed(self, failure, queueId):
         self.transaction = None
         if failure.check(OSError):
-            return self._storageError(failure.value, queueId)
+            return self.reply(self._storageErrorReply(failure.value, queueId))
         return failure
 
-    def _storageError(self, e, queueId):
+    def _storageErrorReply(self, e, queueId):
         full = getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
         self.log.error(
             "{queueId}: not accepted, cannot write the queue file: {error}",
             queueId=queueId,
             error=e,
         )
-        self.reply(R.STORAGE_FULL if full else R.LOCAL_ERROR)
+        return R.STORAGE_FULL if full else R.LOCAL_ERROR
 
 
 class SMTPFactory(protocol.Factory):

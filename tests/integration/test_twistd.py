@@ -136,7 +136,14 @@ def test_submissionWithStartTLSAndAuth(server):
         )
     server.waitForLog("status=delivered")
     [message] = imapFetchAll(server.ports["imaps"], True)
-    assert stripTrace(message) == b"Subject: via submission\r\n\r\nhello\r\n"
+    # RFC 6409 8: submission added the Date and Message-ID it lacked.
+    head, body = stripTrace(message).split(b"\r\n\r\n", 1)
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"Subject: via submission"
+    assert lines[1].startswith(b"Date: ")
+    assert lines[2].startswith(b"Message-ID: <") and lines[2].endswith(b"@mail.example.test>")
+    assert len(lines) == 3
+    assert body == b"hello\r\n"
     assert b"with ESMTPSA id" in message
 
 

@@ -70,6 +70,9 @@ class CommandTests(SessionMixin, unittest.TestCase):
             b"250-PIPELINING\r\n"
             b"250-SIZE 26214400\r\n"
             b"250-8BITMIME\r\n"
+            b"250-SMTPUTF8\r\n"
+            b"250-DSN\r\n"
+            b"250-CHUNKING\r\n"
             b"250-ENHANCEDSTATUSCODES\r\n"
             b"250 STARTTLS\r\n",
         )
@@ -82,6 +85,9 @@ class CommandTests(SessionMixin, unittest.TestCase):
             b"250-PIPELINING\r\n"
             b"250-SIZE 26214400\r\n"
             b"250-8BITMIME\r\n"
+            b"250-SMTPUTF8\r\n"
+            b"250-DSN\r\n"
+            b"250-CHUNKING\r\n"
             b"250-ENHANCEDSTATUSCODES\r\n"
             b"250 AUTH PLAIN LOGIN\r\n",
         )
@@ -185,7 +191,7 @@ class CommandTests(SessionMixin, unittest.TestCase):
             b"501 5.1.3 Bad recipient address syntax\r\n",
         )
         self.assertEqual(
-            self.send(proto, t, b"RCPT TO:<demo@example.test> NOTIFY=NEVER\r\n"),
+            self.send(proto, t, b"RCPT TO:<demo@example.test> NOTIFY=NEVER,SUCCESS\r\n"),
             b"555 5.5.4 Unsupported or malformed parameter: NOTIFY\r\n",
         )
 
@@ -333,7 +339,7 @@ class TransactionTests(SessionMixin, unittest.TestCase):
         )
         item = self.ctx.runner.enqueued[0]
         self.assertEqual(
-            out.split(b"\r\n")[6:],
+            out.split(b"\r\n")[9:],
             [
                 b"250 2.1.0 Ok",
                 b"250 2.1.5 Ok",
@@ -376,7 +382,7 @@ class TransactionTests(SessionMixin, unittest.TestCase):
         t.clear()
         while pending:
             d, f, args, kw = pending.pop(0)
-            d.callback(f(*args, **kw))
+            defer.maybeDeferred(f, *args, **kw).chainDeferred(d)
         self.assertEqual(
             t.value(),
             b"250 2.1.5 Ok\r\n"
@@ -613,6 +619,36 @@ class TLSAndAuthTests(SessionMixin, unittest.TestCase):
                 t.value(), b"535 5.7.8 Error: authentication failed\r\n250 2.0.0 Ok\r\n"
             )
             self.assertIsNone(proto.authenticated)
+            # The next attempt from this address would be throttled; that has
+            # its own test.
+            self.ctx.authThrottle.succeeded(PEER.host)
+
+    def test_authThrottleGrowsPerAddress(self):
+        """
+        Each failure from one address doubles an extra wait before the next
+        attempt from it is even checked; a success clears it.
+        """
+        delay = self.ctx.config.auth.failureDelay
+        waits = []
+        for n in range(4):
+            proto, t = self.connect(ImplicitTLSTransport)
+            self.send(proto, t, b"EHLO c\r\n")
+            t.clear()
+            proto.dataReceived(f"AUTH PLAIN {plain(b'demo@example.test', b'bad')}\r\n".encode())
+            waited = 0.0
+            while not t.value():
+                self.ctx.clock.advance(0.5)
+                waited += 0.5
+            self.assertEqual(t.value(), b"535 5.7.8 Error: authentication failed\r\n")
+            waits.append(waited)
+        self.assertEqual(waits, [delay, delay + delay, delay + 2 * delay, delay + 4 * delay])
+        proto, t = self.connect(ImplicitTLSTransport)
+        self.send(proto, t, b"EHLO c\r\n")
+        t.clear()
+        proto.dataReceived(f"AUTH PLAIN {plain(b'demo@example.test', b'demo')}\r\n".encode())
+        self.ctx.clock.advance(8 * delay)
+        self.assertEqual(t.value(), b"235 2.7.0 Authentication successful\r\n")
+        self.assertEqual(self.ctx.authThrottle.delay(PEER.host), 0)
 
     def test_authAbortAndGarbage(self):
         proto, t = self.connect(ImplicitTLSTransport)

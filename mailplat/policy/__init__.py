@@ -1,0 +1,3 @@
+"""
+The SMTP policy layer: checks that give verdicts at each stage of a session.
+"""

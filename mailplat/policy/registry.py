@@ -1,0 +1,99 @@
+"""
+Finding check factories (built-ins and Twisted plugins) and building the
+pipeline from the config.
+
+Order: C{connection_limits} and C{greet_pause} first, then the C{[[check]]}
+tables in config order (a table may name a built-in to place it), then the
+built-ins not named: C{submission}, C{recipients}, C{relay}, C{mail_loop}.
+Recipients are refused unless a check accepts them: deny by default.
+"""
+
+from twisted.plugin import getPlugins
+
+from mailplat.interfaces import ICheck, ICheckFactory
+from mailplat.policy.builtin import BUILTINS
+from mailplat.policy.pipeline import Pipeline
+
+_FIRST = ("connection_limits", "greet_pause")
+
+
+class PolicyError(Exception):
+    """
+    The checks cannot be built; C{problems} lists why, one line each.
+    """
+
+    def __init__(self, problems):
+        self.problems = list(problems)
+        Exception.__init__(self, "; ".join(self.problems))
+
+
+def checkFactories(plugins=None):
+    """
+    @param plugins: the plugin factories to use (default: every
+        L{ICheckFactory} Twisted plugin found on C{sys.path}).
+    @return: a L{dict} of type name to factory.
+    @raise PolicyError: two factories share a name, or one has no name.
+    """
+    if plugins is None:
+        plugins = list(getPlugins(ICheckFactory))
+    factories = {f.name: f for f in BUILTINS}
+    problems = []
+    for plugin in plugins:
+        name = getattr(plugin, "name", None)
+        where = getattr(plugin, "__module__", None) or repr(plugin)
+        if not isinstance(name, str) or not name:
+            problems.append(f"check plugin {where}: it has no name")
+            continue
+        if name in factories:
+            other = getattr(factories[name], "__module__", repr(factories[name]))
+            problems.append(
+                f"check plugin {where}: the name {name!r} is taken by {other}"
+            )
+            continue
+        factories[name] = plugin
+    if problems:
+        raise PolicyError(problems)
+    return factories
+
+
+def buildPipeline(context, plugins=None):
+    """
+    @return: the L{Pipeline} for C{context.config}.
+    @raise PolicyError: listing every problem (unknown type, bad options, a
+        check that does not provide L{ICheck}, duplicate names).
+    """
+    factories = checkFactories(plugins)
+    problems = []
+    configured = []
+    named = set()
+    for i, spec in enumerate(context.config.checks):
+        factory = factories.get(spec.type)
+        if factory is None:
+            problems.append(
+                f"check[{i}]: unknown check type {spec.type!r} "
+                f"(known: {', '.join(sorted(factories))})"
+            )
+            continue
+        if spec.type in named:
+            problems.append(f"check[{i}]: {spec.type!r} is listed twice")
+            continue
+        named.add(spec.type)
+        try:
+            check = factory.makeCheck(dict(spec.options), context)
+        except ValueError as e:
+            problems.append(f"check[{i}] ({spec.type}): {e}")
+            continue
+        if not ICheck.providedBy(check):
+            problems.append(f"check[{i}] ({spec.type}): the check does not provide ICheck")
+            continue
+        configured.append(check)
+    if problems:
+        raise PolicyError(problems)
+    builtins = {f.name: f for f in BUILTINS}
+    first = [builtins[n].makeCheck({}, context) for n in _FIRST if n not in named]
+    last = [
+        f.makeCheck({}, context)
+        for f in BUILTINS
+        if f.name not in named and f.name not in _FIRST
+    ]
+    return Pipeline(first + configured + last)
