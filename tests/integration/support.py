@@ -188,9 +188,10 @@ class Twistd:
         self.config = config
         self.logPath = logPath
         self.proc = None
+        self.env = {"PYTHONPATH": REPO}
 
     def start(self, waitFor="listening: imaps", timeout=30):
-        env = dict(os.environ, PYTHONPATH=REPO)
+        env = dict(os.environ, **self.env)
         self.log = open(self.logPath, "ab")
         self.proc = subprocess.Popen(
             [os.path.join(BIN, "twistd"), "-n", "--pidfile=", "mailplat",

@@ -263,3 +263,45 @@ def test_acceptedMailSurvivesSigkill(tmp_path):
         assert os.listdir(tmp_path / "queue" / "active") == []
     finally:
         t2.stop()
+
+
+def test_thirdPartyCheckPluginFromConfig(tmp_path):
+    """
+    The example check in docs/examples/plugins, on PYTHONPATH as a plugin
+    author would install it, is found by name from the config and used.
+    """
+    ports = _ports()
+    config = writeConfig(
+        str(tmp_path), ports,
+        extra='[[check]]\ntype = "example_blocklist"\nsenders = ["spammer.example"]\n',
+    )
+    plugins = os.path.join(REPO, "docs", "examples", "plugins")
+    t = Twistd(config, str(tmp_path / "twistd.log"))
+    t.env = {"PYTHONPATH": f"{REPO}:{plugins}"}
+    t.start()
+    try:
+        with smtplib.SMTP("127.0.0.1", ports["smtp"], timeout=30) as s:
+            s.ehlo("c")
+            assert s.mail("x@spammer.example") == (
+                550, b"5.7.1 <x@spammer.example>: Sender domain blocked",
+            )
+            s.rset()
+            assert s.mail("x@fine.example") == (250, b"2.1.0 Ok")
+    finally:
+        t.stop()
+    assert "mail reject for [127.0.0.1] from=<x@spammer.example>: 550 sender on the blocklist" in t.output()
+
+
+def test_unknownCheckStopsStartup(tmp_path):
+    config = writeConfig(str(tmp_path), _ports(), extra='[[check]]\ntype = "nonesuch"\n')
+    out = subprocess.run(
+        [os.path.join(BIN, "twistd"), "-n", "--pidfile=", "mailplat", "--config", config],
+        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=REPO),
+        cwd=str(tmp_path), timeout=60,
+    )
+    assert out.returncode == 1
+    assert "Traceback" not in out.stdout + out.stderr
+    assert out.stderr.startswith(
+        f"mailplat: {config}: 1 configuration error(s):\n"
+        "  - check[0]: unknown check type 'nonesuch' (known: connection_limits, "
+    )
