@@ -20,6 +20,8 @@ hostname = "mail.example.test"
 
 [domains]
 local = ["example.test"]
+# Mail to postmaster@ every local domain goes here (RFC 5321 4.5.1).
+postmaster = "demo@example.test"
 
 [tls]
 certificate = "tls/cert.pem"

@@ -19,6 +19,7 @@ CONFIG = """
 hostname = "mail.example.test"
 [domains]
 local = ["example.test"]
+postmaster = "app@example.test"
 [listen.smtp]
 protocol = "smtp"
 endpoint = "tcp:0:interface=127.0.0.1"

@@ -325,8 +325,6 @@ def configFromDict(data, baseDir, source="<config>"):
     if overlap:
         domains.error("virtual", f"{', '.join(sorted(overlap))} also in domains.local")
     postmaster = domains.get("postmaster", _address, None)
-    if postmaster is None and localDomains:
-        postmaster = f"postmaster@{localDomains[0]}"
     delimiter = domains.get("recipient_delimiter", _string, "+")
     if delimiter is not None and len(delimiter) > 1:
         domains.error("recipient_delimiter", "one character, or empty to disable")
@@ -458,6 +456,11 @@ def configFromDict(data, baseDir, source="<config>"):
             )
     listen.finish()
     top.finish()
+    if postmaster is None and any(l.protocol == "smtp" for l in listeners):
+        errors.append(
+            "domains.postmaster: missing required key: the address that receives "
+            "mail for postmaster@ every local domain (RFC 5321 4.5.1)"
+        )
 
     # Users are checked last so that their domains can be checked against the
     # local domains.

@@ -60,6 +60,7 @@ def writeConfig(directory, ports=None, extra=""):
         'hostname = "mail.example.test"',
         "[domains]",
         'local = ["example.test"]',
+        'postmaster = "demo@example.test"',
         "[tls]",
         'certificate = "tls/cert.pem"',
         'key = "tls/key.pem"',

@@ -17,6 +17,7 @@ MINIMAL = """
 hostname = "mail.example.test"
 [domains]
 local = ["example.test"]
+postmaster = "demo@example.test"
 """
 
 
@@ -127,6 +128,40 @@ profile = "mx"
         self.assertEqual(
             self.errors(MINIMAL + "[listen.imap]\nprotocol='imap'\nendpoint='tcp:143'\n"),
             ["listen.imap.tls: tls = 'starttls' needs [tls] certificate and key"],
+        )
+
+    def test_smtpNeedsPostmaster(self):
+        self.assertEqual(
+            self.errors(
+                MINIMAL.replace('postmaster = "demo@example.test"', "")
+                + "[listen.smtp]\nprotocol='smtp'\nendpoint='tcp:25'\ntls='none'\n"
+            ),
+            [
+                "domains.postmaster: missing required key: the address that receives "
+                "mail for postmaster@ every local domain (RFC 5321 4.5.1)"
+            ],
+        )
+
+    def test_aliasesAndVirtualDomains(self):
+        with open(os.path.join(self.dir, "aliases"), "w") as f:
+            f.write("a@example.test: b@example.test\nb@example.test: a@example.test\n")
+        errors = self.errors(
+            MINIMAL.replace(
+                'local = ["example.test"]',
+                'local = ["example.test"]\nvirtual = ["example.test", "alias.example"]\n'
+                'aliases_file = "aliases"\nrecipient_delimiter = "+-"',
+            )
+        )
+        self.assertEqual(
+            errors,
+            [
+                "domains.virtual: example.test also in domains.local",
+                "domains.recipient_delimiter: one character, or empty to disable",
+                f"domains.aliases_file: {self.dir}/aliases:1: alias loop: "
+                "a@example.test -> b@example.test -> a@example.test",
+                f"domains.aliases_file: {self.dir}/aliases:2: alias loop: "
+                "b@example.test -> a@example.test -> b@example.test",
+            ],
         )
 
     def test_accessProtocolsNeedTLS(self):
