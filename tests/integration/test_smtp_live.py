@@ -75,7 +75,7 @@ def test_smugglingInOnePacket(server):
         b"EHLO attacker.example\r\nMAIL FROM:<a@remote.example>\r\n"
         b"RCPT TO:<demo@example.test>\r\nDATA\r\n" + body + b"\r\n.\r\nQUIT\r\n",
     )
-    assert codes(reply) == ["250 2.1.0", "250 2.1.5", "354 End d", "250 2.0.0", "221 2.0.0"]
+    assert codes(reply) == ["250 START", "250 2.1.0", "250 2.1.5", "354 End d", "250 2.0.0", "221 2.0.0"]
     queueId = reply.split(b"queued as ")[1].split(b"\r\n")[0].decode()
     server.waitForLog(f"{queueId}: removed")
     messages = [m for m in imapFetchAll(server.ports["imaps"], True) if b"smuggle\r\n" in m]
