@@ -3,17 +3,16 @@ L{MailplatService}: everything a config describes, as one Twisted service that
 twistd runs or that any Twisted application can add to its own hierarchy.
 """
 
+import dataclasses
 import os
 
 from twisted.application import service
-from twisted.cred.portal import Portal
 from twisted.internet import threads
 from twisted.logger import Logger
 
-from mailplat.auth.checker import PasswordFileChecker
+from mailplat.auth.checkers import portalFor, userDatabase
 from mailplat.auth.realm import MailRealm
 from mailplat.auth.throttle import AuthThrottle
-from mailplat.auth.userdb import UserDatabase
 from mailplat.config import loadConfigString
 from mailplat.context import ServerContext
 from mailplat.delivery.local import LocalDelivery
@@ -71,17 +70,16 @@ class MailplatService(service.MultiService):
                 reactor, reactor.getThreadPool(), f, *args, **kwargs
             )
 
+        self._runBlocking = runBlocking
         store = MaildirStore(config.storage.path)
-        users = UserDatabase(config.auth.usersFile)
-        checker = PasswordFileChecker(
-            users, reactor, runBlocking, config.auth.failureDelay
-        )
+        users = userDatabase(config)
+        self.realm = MailRealm(store)
         queue = QueueStore(config.queue.path)
         local = LocalDelivery(store, users, config.isLocalDomain, runBlocking)
         self.runner = QueueRunner(queue, [local], reactor, runBlocking, config.queue)
         self.context = ServerContext(
             config=config,
-            portal=Portal(MailRealm(store), [checker]),
+            portal=self._portal(config.auth.checkers, users),
             store=store,
             users=users,
             queue=queue,
@@ -122,9 +120,24 @@ class MailplatService(service.MultiService):
         """
         return cls(loadConfigString(text, baseDir), reactor)
 
+    def _portal(self, specs, users):
+        return portalFor(
+            specs,
+            users,
+            self.realm,
+            self.reactor,
+            self._runBlocking,
+            self.config.auth.failureDelay,
+        )
+
     def _makeFactory(self, listener):
         def make():
-            return _factoryFor(listener.protocol)(self.context, listener)
+            context = self.context
+            if listener.checkers:
+                context = dataclasses.replace(
+                    context, portal=self._portal(listener.checkers, context.users)
+                )
+            return _factoryFor(listener.protocol)(context, listener)
 
         return make
 

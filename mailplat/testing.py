@@ -5,14 +5,12 @@ use.  Nothing here opens a socket.
 
 import os
 
-from twisted.cred.portal import Portal
 from twisted.internet import defer
 from twisted.internet.task import Clock
 
-from mailplat.auth.checker import PasswordFileChecker
+from mailplat.auth.checkers import portalFor, userDatabase
 from mailplat.auth.passwords import hashPassword
 from mailplat.auth.realm import MailRealm
-from mailplat.auth.userdb import UserDatabase
 from mailplat.config import configFromDict
 from mailplat.auth.throttle import AuthThrottle
 from mailplat.context import ServerContext
@@ -75,22 +73,21 @@ def makeContext(
         tables (none by default: tests do not scan C{sys.path}).
     """
     os.makedirs(directory, exist_ok=True)
-    usersFile = os.path.join(directory, "passwd")
-    db = UserDatabase(usersFile)
-    for address, password in users:
-        db.setPassword(address, cachedHash(password))
     data = {"hostname": "mail.example.test", "domains": {"local": list(domains)}}
     for key, value in (overrides or {}).items():
         data[key] = value
     config = configFromDict(data, directory)
+    db = userDatabase(config)
+    for address, password in users:
+        db.setPassword(address, cachedHash(password))
     clock = clock if clock is not None else Clock()
     store = MaildirStore(config.storage.path)
     queue = QueueStore(config.queue.path)
     queue.create()
-    checker = PasswordFileChecker(
-        db, clock, runBlocking, config.auth.failureDelay
+    portal = portalFor(
+        config.auth.checkers, db, MailRealm(store), clock, runBlocking,
+        config.auth.failureDelay,
     )
-    portal = Portal(MailRealm(store), [checker])
     context = ServerContext(
         config=config,
         portal=portal,

@@ -60,6 +60,8 @@ class PasswordFileChecker:
             if not failure.check(error.UnauthorizedLogin):
                 self.log.failure("auth: checker error", failure)
                 failure = defer.fail(error.UnauthorizedLogin("authentication failed"))
+            if not self.failureDelay:
+                return failure
             return task.deferLater(
                 self.clock, self.failureDelay, lambda: None
             ).addCallback(lambda _: failure)

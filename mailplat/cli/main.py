@@ -17,7 +17,8 @@ import os
 import sys
 
 from mailplat.auth.passwords import hashPassword
-from mailplat.auth.userdb import UserDatabase, UserFileError, normalizeAddress
+from mailplat.auth.checkers import userDatabase
+from mailplat.auth.userdb import UserFileError, normalizeAddress
 from mailplat.config import ConfigError, loadConfig
 
 
@@ -53,7 +54,7 @@ def _readPassword(stdin):
 
 def cmdUser(args, out, stdin):
     config = _config(args)
-    users = UserDatabase(config.auth.usersFile)
+    users = userDatabase(config)
     try:
         if args.action == "list":
             for address in sorted(users.users()):

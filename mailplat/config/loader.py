@@ -129,6 +129,26 @@ def _networks(value):
     return tuple(out)
 
 
+def _checkerSpecs(value):
+    """
+    A list of checker strings: C{"userdb"} or a twisted.cred.strcred string
+    whose type a checker factory plugin provides.
+    """
+    from twisted.cred import strcred
+
+    specs = _stringList(value)
+    if not specs:
+        raise ValueError("list at least one checker")
+    known = {f.authType for f in strcred.findCheckerFactories()}
+    for spec in specs:
+        kind = spec.split(":", 1)[0]
+        if spec != "userdb" and kind not in known:
+            raise ValueError(
+                f"unknown checker {spec!r} (userdb, or one of: {', '.join(sorted(known))})"
+            )
+    return tuple(specs)
+
+
 def _domain(value):
     value = _string(value).strip().lower().rstrip(".")
     labels = value.split(".")
@@ -356,7 +376,11 @@ def configFromDict(data, baseDir, source="<config>"):
     auth = schema.AuthConfig(
         usersFile=t.get("users_file", path, path("passwd")),
         failureDelay=t.get("failure_delay", parseDuration, 2.0),
+        sqlite=t.get("sqlite", path, None),
+        checkers=t.get("checkers", _checkerSpecs, ("userdb",)),
     )
+    if auth.sqlite and "users_file" in t.data:
+        t.error("sqlite", "give users_file or sqlite, not both")
     t.finish()
 
     t = top.table("storage")
@@ -435,6 +459,7 @@ def configFromDict(data, baseDir, source="<config>"):
         tlsMode = lt.get("tls", _choice(*schema.TLS_MODES), "starttls")
         profile = lt.get("profile", _choice(*schema.SMTP_PROFILES), None)
         endpoint = lt.get("endpoint", _endpoint)
+        listenerCheckers = lt.get("checkers", _checkerSpecs, None)
         lt.finish()
         if profile is not None and protocol != "smtp":
             lt.error("profile", "only SMTP listeners have a profile")
@@ -452,7 +477,9 @@ def configFromDict(data, baseDir, source="<config>"):
             lt.error("tls", f"tls = {tlsMode!r} needs [tls] certificate and key")
         if None not in (protocol, endpoint, tlsMode):
             listeners.append(
-                schema.ListenerConfig(name, protocol, endpoint, tlsMode, profile)
+                schema.ListenerConfig(
+                    name, protocol, endpoint, tlsMode, profile, listenerCheckers
+                )
             )
     listen.finish()
     top.finish()
@@ -464,7 +491,7 @@ def configFromDict(data, baseDir, source="<config>"):
 
     # Users are checked last so that their domains can be checked against the
     # local domains.
-    if auth.usersFile and os.path.exists(auth.usersFile):
+    if not auth.sqlite and auth.usersFile and os.path.exists(auth.usersFile):
         try:
             users = parseUserFile(auth.usersFile)
         except UserFileError as e:

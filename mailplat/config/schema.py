@@ -30,6 +30,8 @@ class ListenerConfig:
     endpoint: str
     tls: str = "starttls"
     profile: str = None
+    # Credential checkers for this listener only (else [auth] checkers).
+    checkers: tuple = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,11 @@ class CheckConfig:
 @dataclass(frozen=True)
 class AuthConfig:
     usersFile: str = "passwd"
+    # When set, the user database is this SQLite file instead.
+    sqlite: str = None
+    # Credential checkers tried in order: "userdb" (the user database) and
+    # twisted.cred.strcred strings ("file:PATH", "unix", plugins).
+    checkers: tuple = ("userdb",)
     failureDelay: float = 2.0
 
 

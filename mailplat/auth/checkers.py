@@ -1,0 +1,107 @@
+"""
+Credential checkers from the config: the user database (password file or
+SQLite), and any C{twisted.cred.strcred} checker (C{file:}, C{unix:}, a
+third-party L{ICheckerFactory} plugin), tried in order; failures are
+answered after the same delay whichever checker refused.
+"""
+
+from twisted.cred import credentials, error, strcred
+from twisted.cred.checkers import ICredentialsChecker
+from twisted.internet import defer, task
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from mailplat.auth.checker import PasswordFileChecker
+from mailplat.auth.sqlitedb import SQLiteUserDatabase
+from mailplat.auth.userdb import UserDatabase
+
+USERDB = "userdb"
+
+
+def userDatabase(config):
+    """
+    The user database the config names: C{auth.sqlite} when set, else the
+    password file C{auth.users_file}.
+    """
+    if config.auth.sqlite:
+        return SQLiteUserDatabase(config.auth.sqlite)
+    return UserDatabase(config.auth.usersFile)
+
+
+class CheckerSpecError(ValueError):
+    """
+    A checker string names no known checker, or its argument is wrong.
+    """
+
+
+def checkerFor(spec, users, clock, runBlocking):
+    """
+    @param spec: C{"userdb"}, or a C{strcred} string such as
+        C{"file:/etc/mail.passwd"} or C{"unix"}.
+    @return: an L{ICredentialsChecker} for L{IUsernamePassword}.
+    @raise CheckerSpecError: unknown or bad.
+    """
+    if spec == USERDB:
+        return PasswordFileChecker(users, clock, runBlocking, failureDelay=0)
+    try:
+        checker = strcred.makeChecker(spec)
+    except (strcred.InvalidAuthType, strcred.InvalidAuthArgumentString) as e:
+        raise CheckerSpecError(f"{spec!r}: {e}") from None
+    except Exception as e:
+        raise CheckerSpecError(f"{spec!r}: {e}") from None
+    if credentials.IUsernamePassword not in checker.credentialInterfaces:
+        raise CheckerSpecError(f"{spec!r} does not check usernames and passwords")
+    return checker
+
+
+@implementer(ICredentialsChecker)
+class ChainedChecker:
+    """
+    Try each checker in turn; the first to accept wins.  A refusal is
+    answered C{failureDelay} seconds after the last checker refused, so
+    neither the answer nor its timing says which checker knew the user.
+
+    Avatar ids are normalized to lower case: every mailbox is named by its
+    lower-case address.
+    """
+
+    credentialInterfaces = (credentials.IUsernamePassword,)
+    log = Logger()
+
+    def __init__(self, checkers, clock, failureDelay):
+        self.checkers = list(checkers)
+        self.clock = clock
+        self.failureDelay = failureDelay
+
+    @defer.inlineCallbacks
+    def requestAvatarId(self, creds):
+        for checker in self.checkers:
+            try:
+                avatarId = yield defer.maybeDeferred(checker.requestAvatarId, creds)
+            except (error.UnauthorizedLogin, error.UnhandledCredentials):
+                continue
+            except Exception:
+                self.log.failure("auth: checker {checker!r} failed", checker=checker)
+                continue
+            if isinstance(avatarId, bytes):
+                avatarId = avatarId.decode("utf-8", "replace")
+            return avatarId.lower()
+        if self.failureDelay:
+            yield task.deferLater(self.clock, self.failureDelay, lambda: None)
+        raise error.UnauthorizedLogin("authentication failed")
+
+
+def portalFor(specs, users, realm, clock, runBlocking, failureDelay):
+    """
+    A L{Portal} whose only checker tries C{specs} in order.
+
+    @raise CheckerSpecError: a spec is unknown or bad.
+    """
+    from twisted.cred.portal import Portal
+
+    chain = ChainedChecker(
+        [checkerFor(spec, users, clock, runBlocking) for spec in specs],
+        clock,
+        failureDelay,
+    )
+    return Portal(realm, [chain])
