@@ -1,4 +1,6 @@
 # Two commands: `make run` serves the demo, `make test` runs every test.
+# `make bench` (or `make bench QUICK=1`) measures mailplat against Postfix and
+# Dovecot: see bench/README.md.
 # Each creates what it needs: the virtualenv, the project installed into it,
 # and (for tests) the Debian tools the integration tests drive.
 
@@ -7,7 +9,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= var
 SOURCES := $(shell find mailplat twisted -name '*.py') setup.cfg pyproject.toml
-DEBIAN_TOOLS := swaks
+# postfix is installed for smtp-sink (the outbound tests' SMTP peer) only:
+# unconfigured ("No configuration", preseeded) and never started.
+# Debian packages the tests drive; PACKAGE=COMMAND where the command has
+# another name (isync installs mbsync).
+DEBIAN_TOOLS := swaks postfix isync=mbsync fetchmail
 
 .PHONY: run test tools bench clean
 
@@ -26,16 +32,22 @@ run: $(VENV)/.installed
 	$(BIN)/twistd --nodaemon --pidfile= mailplat --config $(DEMO_DIR)/mailplat.toml
 
 tools:
-	@missing=""; for t in $(DEBIAN_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	@missing=""; for t in $(DEBIAN_TOOLS); do c=$${t#*=}; p=$${t%%=*}; command -v $$c >/dev/null || test -x /usr/sbin/$$c || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  echo "postfix postfix/main_mailer_type select No configuration" | $$SUDO debconf-set-selections && \
 	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null || exit 1; \
+	  if $$SUDO /usr/sbin/postfix status >/dev/null 2>&1; then $$SUDO /usr/sbin/postfix stop; fi; \
 	fi
 
 test: $(VENV)/.installed tools
 	$(BIN)/python -m pytest -q
+
+# Full benchmark run (< 20 minutes), or QUICK=1 for a check (< 2 minutes).
+bench: $(VENV)/.installed
+	$(BIN)/python bench/harness.py $(if $(QUICK),--quick)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

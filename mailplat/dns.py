@@ -279,6 +279,29 @@ class Resolver:
                 self._cache.clear()
         self._cache[key] = (expires, value)
 
+    def lookupTXT(self, name):
+        """
+        The TXT records of C{name}, each one's strings joined (L{parseTXT}).
+
+        @return: a Deferred firing with a L{list} of L{bytes} (empty for
+            NODATA), or failing like L{Resolver.lookup}.
+        """
+        d = self.lookup(name, "TXT")
+        d.addCallback(lambda answer: [parseTXT(r) for r in answer.records])
+        return d
+
+    def lookupPTR(self, address):
+        """
+        The host names the PTR records of C{address} name, lower case, without
+        the final dot.
+
+        @return: a Deferred firing with a L{list} of L{str} (empty for NODATA),
+            or failing like L{Resolver.lookup}.
+        """
+        d = self.lookup(reverseName(address), "PTR")
+        d.addCallback(lambda answer: [_normalize(r) for r in answer.records])
+        return d
+
     @defer.inlineCallbacks
     def addresses(self, name):
         """
@@ -365,3 +388,60 @@ class Resolver:
                 f"{domain}: MX host(s) {', '.join(permanent)} have no address"
             )
         return hosts
+
+
+# -- TXT and PTR (sender authentication: SPF, DKIM, DMARC, iprev)
+
+
+def parseTXT(text):
+    """
+    The data of one TXT record given in presentation format (as
+    L{RecordSet.records} holds it, e.g. C{'"v=spf1 " "-all"'}): its
+    character-strings decoded (C{\\"}, C{\\\\}, C{\\DDD}) and joined without
+    separators, as SPF (RFC 7208 section 3.3), DKIM (RFC 6376 section 3.6.2.2)
+    and DMARC read them.
+
+    @return: L{bytes}.
+    """
+    out = bytearray()
+    data = text.encode("utf-8", "surrogateescape")
+    i, n = 0, len(data)
+    while i < n:
+        c = data[i]
+        if c in b" \t":
+            i += 1
+            continue
+        quoted = c == 0x22
+        if quoted:
+            i += 1
+        while i < n:
+            c = data[i]
+            if quoted and c == 0x22:
+                i += 1
+                break
+            if not quoted and c in b" \t":
+                break
+            if c == 0x5C and i + 1 < n:
+                digits = data[i + 1:i + 4]
+                if len(digits) == 3 and digits.isdigit():
+                    out.append(int(digits) & 0xFF)
+                    i += 4
+                    continue
+                out.append(data[i + 1])
+                i += 2
+                continue
+            out.append(c)
+            i += 1
+    return bytes(out)
+
+
+def reverseName(address):
+    """
+    The name whose PTR records map C{address} back to host names: under
+    C{in-addr.arpa} (RFC 1035 section 3.5) or C{ip6.arpa} (RFC 3596
+    section 2.5).
+
+    @raise ValueError: C{address} is not an IP address.
+    """
+    ip = ipaddress.ip_address(address)
+    return ip.reverse_pointer

@@ -6,6 +6,8 @@ Threading rule: methods documented as I{blocking} do disk I/O; callers on the
 reactor thread run them with L{twisted.internet.threads.deferToThread}.
 """
 
+import errno
+
 from zope.interface import Attribute, Interface
 
 INBOX = "INBOX"
@@ -24,6 +26,21 @@ class BadFolderName(ValueError):
     """
 
 
+class FolderExists(ValueError):
+    """
+    Raised by L{IMailStore.createFolder} and L{IMailStore.renameFolder}: the
+    target name is taken.
+    """
+
+
+class FolderNotRemovable(ValueError):
+    """
+    Raised by L{IMailStore.deleteFolder} and L{IMailStore.renameFolder}: INBOX
+    and the special-use folders cannot be deleted or renamed, and a folder
+    with subfolders cannot be deleted.  C{args[1]} says which, for users.
+    """
+
+
 class MessageGone(LookupError):
     """
     Raised by L{IMailFolder} methods: the message was removed (by another
@@ -31,17 +48,32 @@ class MessageGone(LookupError):
     """
 
 
+class QuotaExceeded(OSError):
+    """
+    Raised by every L{IMailFolder} and L{IMailStore} method that adds
+    messages: the user's storage quota would be exceeded.  It is an
+    L{OSError} (C{EDQUOT}) so that a caller that only knows about I/O
+    errors treats it as a temporary failure.
+    """
+
+    def __init__(self, message="mailbox quota exceeded"):
+        OSError.__init__(self, errno.EDQUOT, message)
+
+
 class IMailFolder(Interface):
     """
-    One folder of one user: messages with UIDs and flags.
+    One folder of one user: messages with UIDs, flags (system flags and
+    keywords) and modification sequences (RFC 7162).
 
     Call order: any number of L{snapshot} calls; L{read}/L{openMessage},
-    L{setFlags} and L{remove} take L{MessageInfo} objects from a snapshot.
+    L{changeFlags} and L{remove} take L{MessageInfo} objects from a snapshot.
     Every method is I{blocking} and thread-safe.
     """
 
+    name = Attribute("The folder's name, a str (C{INBOX}, C{Sent}, C{a/b}).")
     uidValidity = Attribute("The folder's UIDVALIDITY (RFC 3501 2.3.1.1), an int.")
     uidNext = Attribute("The UID the next message will get, an int.")
+    highestModseq = Attribute("The highest modification sequence (RFC 7162).")
 
     def snapshot():
         """
@@ -61,18 +93,19 @@ class IMailFolder(Interface):
         @raise mailplat.storage.maildir.MessageGone: it was removed meanwhile.
         """
 
-    def deliver(chunks, flags=frozenset()):
+    def deliver(chunks, flags=frozenset(), internalDate=None):
         """
         Store a message given as an iterable of byte chunks, durably (fsync)
         before returning.
 
         @return: its UID.
+        @raise QuotaExceeded: the user's quota would be exceeded.
         """
 
     def changeFlags(info, add=frozenset(), remove=frozenset(), replace=None):
         """
-        Atomically change the message's system flags as they are now: add
-        C{add} and remove C{remove}, or set C{replace}.
+        Atomically change the message's flags as they are now: add C{add} and
+        remove C{remove}, or set C{replace}.
 
         @return: the updated L{MessageInfo}.
         @raise MessageGone: it was removed meanwhile.
@@ -80,7 +113,7 @@ class IMailFolder(Interface):
 
     def setFlags(info, flags):
         """
-        Replace the message's system flags.
+        Replace the message's flags.
 
         @return: the updated L{MessageInfo}.
         """
@@ -103,24 +136,76 @@ class IMailFolder(Interface):
 
 class IMailStore(Interface):
     """
-    The mailboxes of every user.
+    The mailboxes of every user.  Every method is I{blocking}.
+
+    Each user has INBOX and the special-use folders C{Sent}, C{Drafts},
+    C{Trash}, C{Junk} and C{Archive} (RFC 6154); folder names use C{/} as
+    the hierarchy delimiter.
     """
 
     def folder(address, name="INBOX"):
         """
-        I{blocking}.
-
-        @return: the L{IMailFolder} C{name} of user C{address}; INBOX always
-            exists.
-        @raise mailplat.storage.maildir.BadFolderName: the name is not allowed.
-        @raise mailplat.storage.maildir.NoSuchFolder: no such folder.
+        @return: the L{IMailFolder} C{name} of user C{address}.
+        @raise mailplat.interfaces.BadFolderName: the name is not allowed.
+        @raise mailplat.interfaces.NoSuchFolder: no such folder.
         """
 
     def deliver(address, chunks, folder="INBOX"):
         """
-        I{blocking}.  Deliver a message to a user's folder durably.
+        Deliver a message to a user's folder durably.
 
         @return: the new UID.
+        @raise QuotaExceeded: the user's quota would be exceeded.
+        """
+
+    def folders(address):
+        """
+        @return: C{[(name, specialUse)]} for every folder of the user, sorted
+            by name; C{specialUse} is an attribute such as C{"\\Sent"} or
+            L{None}.
+        """
+
+    def createFolder(address, name):
+        """
+        Create a folder and any missing folders above it.
+
+        @raise BadFolderName: the name is not allowed.
+        @raise FolderExists: it exists.
+        """
+
+    def deleteFolder(address, name):
+        """
+        Delete a folder and its messages.
+
+        @raise NoSuchFolder: it does not exist.
+        @raise FolderNotRemovable: it is INBOX or special-use, or has
+            subfolders.
+        """
+
+    def renameFolder(address, old, new):
+        """
+        Rename a folder and its subfolders.  Renaming INBOX moves its
+        messages into a new folder and leaves INBOX empty (RFC 3501 6.3.5).
+
+        @raise NoSuchFolder: C{old} does not exist.
+        @raise FolderExists: C{new} exists.
+        @raise FolderNotRemovable: C{old} is special-use.
+        """
+
+    def subscriptions(address):
+        """
+        @return: the subscribed folder names (which need not exist).
+        """
+
+    def subscribe(address, name, subscribed=True):
+        """
+        Add or remove a subscription (RFC 3501 6.3.6, 6.3.7).
+        """
+
+    def quota(address):
+        """
+        @return: C{(usedBytes, limitBytes)}; C{limitBytes} is L{None} when the
+            user has no quota.
         """
 
 
@@ -202,7 +287,8 @@ class ICheckFactory(Interface):
     """
     Makes a check named in a C{[[check]]} table.  Third-party checks are
     Twisted plugins: a module in a C{twisted/plugins/} directory on
-    C{sys.path} with a module-level object providing this interface.
+    C{sys.path} with a module-level object providing this interface and
+    L{twisted.plugin.IPlugin}.
     """
 
     name = Attribute("The type name used in the config, unique.")

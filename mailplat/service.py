@@ -16,8 +16,11 @@ from mailplat.auth.throttle import AuthThrottle
 from mailplat.config import loadConfigString
 from mailplat.context import ServerContext
 from mailplat.delivery.local import LocalDelivery
+from mailplat.delivery.targets import outboundTargets
+from mailplat.dns import Resolver
 from mailplat.listeners import ListenError, ListenerService
 from mailplat.policy.registry import buildPipeline
+from mailplat.queue.control import ControlService
 from mailplat.queue.runner import QueueRunner
 from mailplat.recipients import resolverFor
 from mailplat.queue.store import QueueStore
@@ -71,12 +74,21 @@ class MailplatService(service.MultiService):
             )
 
         self._runBlocking = runBlocking
-        store = MaildirStore(config.storage.path)
+        store = MaildirStore(config.storage.path, quota=config.storage.quota)
         users = userDatabase(config)
         self.realm = MailRealm(store)
         queue = QueueStore(config.queue.path)
         local = LocalDelivery(store, users, config.isLocalDomain, runBlocking)
-        self.runner = QueueRunner(queue, [local], reactor, runBlocking, config.queue)
+        self.resolver = Resolver.fromConfig(config.dns, reactor, runBlocking)
+        self.runner = QueueRunner(
+            queue,
+            [local, *outboundTargets(config, self.resolver, reactor, runBlocking)],
+            reactor,
+            runBlocking,
+            config.queue,
+            hostname=config.hostname,
+            postmaster=config.postmaster,
+        )
         self.context = ServerContext(
             config=config,
             portal=self._portal(config.auth.checkers, users),
@@ -98,7 +110,9 @@ class MailplatService(service.MultiService):
         )
         # Raises PolicyError for unknown or broken checks.
         self.context.policy = buildPipeline(self.context)
+        self.context.resolver = self.resolver
         self.runner.setServiceParent(self)
+        ControlService(queue.controlPath, self.runner, reactor).setServiceParent(self)
         self.listeners = {}
         for listener in config.listeners:
             child = ListenerService(

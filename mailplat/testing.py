@@ -81,7 +81,7 @@ def makeContext(
     for address, password in users:
         db.setPassword(address, cachedHash(password))
     clock = clock if clock is not None else Clock()
-    store = MaildirStore(config.storage.path)
+    store = MaildirStore(config.storage.path, quota=config.storage.quota)
     queue = QueueStore(config.queue.path)
     queue.create()
     portal = portalFor(

@@ -4,6 +4,11 @@ C{mailplat}: the admin command.
     mailplat [--config FILE] user add|passwd|del ADDRESS
     mailplat [--config FILE] user list
     mailplat [--config FILE] config check
+    mailplat [--config FILE] queue list|show ID|flush [ID]|hold ID|release ID|delete ID
+    mailplat [--config FILE] dkim keygen DOMAIN [--selector S] [--algorithm rsa|ed25519]
+    mailplat [--config FILE] dkim list [DOMAIN]
+    mailplat [--config FILE] dns check DOMAIN [--ip IP] [--hostname H]
+    mailplat [--config FILE] dns records DOMAIN [--ip IP] [--hostname H]
     mailplat cert selfsigned --hostname H --out DIR
     mailplat demo [--dir DIR]
 
@@ -114,6 +119,46 @@ def cmdDemo(args, out, stdin):
     out.write(f"demo config: {path}\n")
 
 
+def cmdQueue(args, out, stdin):
+    from mailplat.cli.queue import QueueCommandError, runQueueCommand
+
+    config = _config(args)
+    try:
+        runQueueCommand(config, args.action, args.queueId, out)
+    except QueueCommandError as e:
+        raise CommandError(str(e)) from None
+
+
+def cmdDkim(args, out, stdin):
+    from mailplat.cli.dkim import DKIMCommandError, keygen, listKeys
+
+    config = _config(args)
+    try:
+        if args.action == "keygen":
+            if not args.domain:
+                raise CommandError("dkim keygen needs a DOMAIN")
+            keygen(config, args.domain, args.selector, args.algorithm, out)
+        else:
+            listKeys(config, args.domain, out)
+    except DKIMCommandError as e:
+        raise CommandError(str(e)) from None
+
+
+def cmdDns(args, out, stdin):
+    from mailplat.cli.dns import DNSCommandError, check, records
+
+    config = _config(args)
+    try:
+        if args.action == "check":
+            failed = check(config, args.domain, args.ip, args.hostname, out)
+            if failed:
+                raise CommandError(f"{args.domain}: {failed} check(s) failed")
+        else:
+            records(config, args.domain, args.ip, args.hostname, out)
+    except DNSCommandError as e:
+        raise CommandError(str(e)) from None
+
+
 def buildParser():
     parser = argparse.ArgumentParser(prog="mailplat", description=__doc__.split("\n")[1])
     parser.add_argument("--config", "-c", help="the TOML config file")
@@ -127,6 +172,27 @@ def buildParser():
     config = sub.add_parser("config", help="validate the config")
     config.add_argument("action", choices=["check"])
     config.set_defaults(func=cmdConfigCheck)
+
+    queue = sub.add_parser("queue", help="list and manage the mail queue")
+    queue.add_argument(
+        "action", choices=["list", "show", "flush", "hold", "release", "delete"]
+    )
+    queue.add_argument("queueId", nargs="?", metavar="ID")
+    queue.set_defaults(func=cmdQueue)
+
+    dkim = sub.add_parser("dkim", help="DKIM signing keys")
+    dkim.add_argument("action", choices=["keygen", "list"])
+    dkim.add_argument("domain", nargs="?", metavar="DOMAIN")
+    dkim.add_argument("--selector", help="default: mail (rsa), mail-ed25519 (ed25519)")
+    dkim.add_argument("--algorithm", choices=["rsa", "ed25519"], default="rsa")
+    dkim.set_defaults(func=cmdDkim)
+
+    dns = sub.add_parser("dns", help="check or print the DNS records a domain needs")
+    dns.add_argument("action", choices=["check", "records"])
+    dns.add_argument("domain", metavar="DOMAIN")
+    dns.add_argument("--ip", help="the server's address (default: the host's A/AAAA)")
+    dns.add_argument("--hostname", help="the mail host (default: the config's hostname)")
+    dns.set_defaults(func=cmdDns)
 
     cert = sub.add_parser("cert", help="certificates")
     cert.add_argument("action", choices=["selfsigned"])

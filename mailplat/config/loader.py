@@ -384,7 +384,10 @@ def configFromDict(data, baseDir, source="<config>"):
     t.finish()
 
     t = top.table("storage")
-    storage = schema.StorageConfig(path=t.get("path", path, path("mail")))
+    storage = schema.StorageConfig(
+        path=t.get("path", path, path("mail")),
+        quota=t.get("quota", parseSize, 0),
+    )
     t.finish()
 
     t = top.table("queue")
@@ -398,6 +401,10 @@ def configFromDict(data, baseDir, source="<config>"):
     t.finish()
 
     dnsConfig, delivery, smarthost = _outbound(top, path)
+
+    t = top.table("dkim")
+    dkimConfig = schema.DKIMConfig(keyDir=t.get("key_dir", path, path("dkim")))
+    t.finish()
 
     t = top.table("smtp")
     d = schema.SMTPConfig()
@@ -435,6 +442,9 @@ def configFromDict(data, baseDir, source="<config>"):
         maxLiteralSize=t.get("max_literal_size", parseSize, d.maxLiteralSize),
         imapTimeout=t.get("imap_timeout", parseDuration, d.imapTimeout),
         pop3Timeout=t.get("pop3_timeout", parseDuration, d.pop3Timeout),
+        maxConnectionsPerUser=t.get(
+            "max_connections_per_user", _integer, d.maxConnectionsPerUser
+        ),
     )
     t.finish()
 
@@ -526,6 +536,7 @@ def configFromDict(data, baseDir, source="<config>"):
         smtp=smtp,
         access=access,
         dns=dnsConfig,
+        dkim=dkimConfig,
         delivery=delivery,
         smarthost=smarthost,
     )

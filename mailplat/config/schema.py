@@ -106,6 +106,17 @@ class DNSConfig:
     timeout: float = 5.0
 
 
+@dataclass(frozen=True)
+class DKIMConfig:
+    """
+    DKIM signing keys (L{mailplat.trust.keys}): C{keyDir/DOMAIN/SELECTOR.key},
+    written by C{mailplat dkim keygen}, used by the C{dkim_sign} check and
+    C{mailplat dns check}.
+    """
+
+    keyDir: str = "dkim"
+
+
 TLS_POLICIES = ("none", "may", "encrypt", "verify")
 
 
@@ -170,6 +181,9 @@ class SmarthostConfig:
 @dataclass(frozen=True)
 class StorageConfig:
     path: str = "mail"
+    # Per-user storage quota in bytes (RFC 9208 STORAGE), enforced at
+    # delivery, APPEND and COPY; 0 means none.
+    quota: int = 0
 
 
 @dataclass(frozen=True)
@@ -189,6 +203,8 @@ class AccessConfig:
     # RFC 3501 5.4: at least 30 minutes after login; RFC 1939 3: at least 10.
     imapTimeout: float = 1800.0
     pop3Timeout: float = 600.0
+    # Logged-in IMAP sessions one user may have at once; 0 means no limit.
+    maxConnectionsPerUser: int = 20
 
 
 @dataclass(frozen=True)
@@ -214,6 +230,7 @@ class Config:
     smtp: SMTPConfig = field(default_factory=SMTPConfig)
     access: AccessConfig = field(default_factory=AccessConfig)
     dns: DNSConfig = field(default_factory=DNSConfig)
+    dkim: DKIMConfig = field(default_factory=DKIMConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     smarthost: SmarthostConfig = field(default_factory=SmarthostConfig)
 

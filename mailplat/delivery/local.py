@@ -4,7 +4,7 @@ Local delivery into the mailbox store.
 
 from zope.interface import implementer
 
-from mailplat.interfaces import IDeliveryTarget
+from mailplat.interfaces import IDeliveryTarget, QuotaExceeded
 from mailplat.queue.envelope import DEFERRED, DELIVERED, FAILED, DeliveryResult
 
 
@@ -46,6 +46,11 @@ class LocalDelivery:
             try:
                 uid = self.store.deliver(
                     rcpt, _prepend(returnPath, item.contentChunks())
+                )
+            except QuotaExceeded:
+                # RFC 3463 4.2.2: mailbox full, temporary until it expires.
+                results[rcpt] = DeliveryResult(
+                    DEFERRED, "4.2.2", "mailbox full (quota exceeded)", "local"
                 )
             except OSError as e:
                 results[rcpt] = DeliveryResult(

@@ -1,204 +1,270 @@
 """
-FETCH responses (RFC 3501 6.4.5, 7.4.2), written from the stored bytes.
+FETCH (RFC 3501 6.4.5, 7.4.2): the attributes a client asks for, and the
+response built from the stored bytes.
 
-L{twisted.mail.imap4.IMAP4Server} parses the fetch attributes well enough
-(L{imap4._FetchParser}) but rebuilds headers from a dict (losing repeated
-fields and their spelling), ignores partial ranges and streams through the
-global reactor.  Here every section is a slice of the message as stored, so
-C{RFC822.SIZE} is the length of C{BODY[]} and C{BODY[HEADER]} +
-C{BODY[TEXT]} is C{BODY[]}.
+twisted.mail's FETCH rebuilds headers from a dict (losing repeated fields
+and their spelling), ignores partial ranges, has no ENVELOPE for groups and
+no limit on MIME depth.  Here every section is a slice of the message as
+stored, so C{RFC822.SIZE} is the length of C{BODY[]} and C{BODY[HEADER]} +
+C{BODY[TEXT]} is C{BODY[]}.  A whole-message item (C{BODY[]},
+C{BODY.PEEK[]<o.n>}, C{RFC822}) is streamed from the file rather than read
+into memory.
 """
 
-from mailplat.imap.message import formatInternalDate, selectHeaderFields
+from dataclasses import dataclass
 
-# Fetch attributes whose data comes from the message bytes.
-_CONTENT_ITEMS = frozenset({"rfc822", "rfc822header", "rfc822text", "body"})
-# Attributes that are served now; the others (ENVELOPE, BODYSTRUCTURE and
-# BODY without a section) answer BAD until the full server.
-_SUPPORTED_ITEMS = _CONTENT_ITEMS | {"flags", "uid", "internaldate", "rfc822size"}
+from mailplat.imap import structure
+from mailplat.imap.message import (
+    MessagePart,
+    formatInternalDate,
+    orderedFlags,
+    resolvePart,
+    selectHeaderFields,
+)
+from mailplat.imap.wire import ParseError, astring, literal
+
+_NAME_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.")
+_TEXT_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz.")
+_SIMPLE = {
+    b"ENVELOPE", b"FLAGS", b"INTERNALDATE", b"RFC822", b"RFC822.HEADER",
+    b"RFC822.SIZE", b"RFC822.TEXT", b"BODYSTRUCTURE", b"UID", b"MODSEQ",
+}
+_MACROS = {
+    b"ALL": (b"FLAGS", b"INTERNALDATE", b"RFC822.SIZE", b"ENVELOPE"),
+    b"FAST": (b"FLAGS", b"INTERNALDATE", b"RFC822.SIZE"),
+    b"FULL": (b"FLAGS", b"INTERNALDATE", b"RFC822.SIZE", b"ENVELOPE", b"BODY"),
+}
+# Items that need the message parsed.
+_PARSED = {b"ENVELOPE", b"BODYSTRUCTURE", b"BODY", b"RFC822.HEADER", b"RFC822.TEXT"}
 
 
-class UnsupportedFetchItem(ValueError):
+@dataclass(frozen=True)
+class FetchItem:
     """
-    A fetch attribute this server does not serve yet, or an invalid section.
+    One fetch attribute.
+
+    @ivar name: C{FLAGS}, C{UID}, ..., C{BODY} (the structure) or
+        C{SECTION} (C{BODY[...]} and C{BODY.PEEK[...]}).
+    @ivar part: the section's part numbers (one-based).
+    @ivar text: L{None}, C{HEADER}, C{HEADER.FIELDS}, C{HEADER.FIELDS.NOT},
+        C{TEXT} or C{MIME}.
+    @ivar fields: the header field names, as the client gave them.
+    @ivar partial: C{(offset, length)} or L{None}.
     """
 
+    name: bytes
+    peek: bool = False
+    part: tuple = ()
+    text: bytes = None
+    fields: tuple = ()
+    partial: tuple = None
 
-def hasSection(item):
+    def isWholeMessage(self):
+        return self.name == b"RFC822" or (
+            self.name == b"SECTION" and not self.part and self.text is None
+        )
+
+    def setsSeen(self):
+        """
+        RFC 3501 6.4.5: C{BODY[...]}, C{RFC822} and C{RFC822.TEXT} set
+        C{\\Seen}; C{BODY.PEEK[...]} and C{RFC822.HEADER} do not.
+        """
+        return self.name in (b"RFC822", b"RFC822.TEXT") or (
+            self.name == b"SECTION" and not self.peek
+        )
+
+    def responseName(self):
+        if self.name != b"SECTION":
+            return self.name
+        spec = [b"%d" % p for p in self.part]
+        if self.text is not None:
+            text = self.text
+            if self.fields:
+                text += b" (" + b" ".join(astring(f) for f in self.fields) + b")"
+            spec.append(text)
+        name = b"BODY[" + b".".join(spec) + b"]"
+        if self.partial is not None:
+            name += b"<%d>" % self.partial[0]
+        return name
+
+
+def _section(args, peek):
     """
-    @return: whether a parsed C{BODY} attribute names a section (C{BODY[...]}),
-        as opposed to C{BODY}, the body structure.
+    The rest of C{BODY[section]<partial>} after the C{[} (RFC 3501 9,
+    C{section}).
     """
-    return bool(item.empty or item.header or item.text or item.mime)
+    part = []
+    text = None
+    fields = ()
+    if args.peek().isdigit():
+        while True:
+            part.append(args.number(nonZero=True))
+            if not args.maybe(b"."):
+                break
+            if not args.peek().isdigit():
+                text = args.run(_TEXT_CHARS, "section").upper()
+                break
+    elif args.peek() != b"]":
+        text = args.run(_TEXT_CHARS, "section").upper()
+    if text in (b"HEADER.FIELDS", b"HEADER.FIELDS.NOT"):
+        args.sp()
+        fields = tuple(args.parenthesized(args.astring))
+    elif text is not None and (
+        text not in (b"HEADER", b"TEXT", b"MIME") or (text == b"MIME" and not part)
+    ):
+        raise ParseError("Invalid section")
+    args.expect(b"]")
+    partial = None
+    if args.maybe(b"<"):
+        offset = args.number()
+        args.expect(b".")
+        length = args.number(nonZero=True)
+        args.expect(b">")
+        partial = (offset, length)
+    return FetchItem(b"SECTION", peek, tuple(part), text, fields, partial)
 
 
-def checkQuery(query):
+def _item(args):
+    name = args.run(_NAME_CHARS, "fetch attribute").upper()
+    if name in (b"BODY", b"BODY.PEEK"):
+        if args.maybe(b"["):
+            return _section(args, name == b"BODY.PEEK")
+        if name == b"BODY.PEEK":
+            raise ParseError("BODY.PEEK needs a section")
+        return FetchItem(b"BODY")
+    if name not in _SIMPLE:
+        raise ParseError("Invalid fetch attribute " + name.decode("ascii"))
+    return FetchItem(name)
+
+
+def parseAttributes(args):
     """
-    @param query: the attributes from L{imap4._FetchParser}.
-    @raise UnsupportedFetchItem: one cannot be served.
+    Read the fetch attributes of a FETCH command (RFC 3501 9, C{fetch-att}),
+    a macro (C{ALL}, C{FAST}, C{FULL}) or a parenthesized list.
+
+    @param args: the L{mailplat.imap.wire.Arguments}.
+    @return: a L{list} of L{FetchItem}.
+    @raise ParseError: they are not valid.
     """
-    for item in query:
-        if item.type not in _SUPPORTED_ITEMS:
-            raise UnsupportedFetchItem(str(item).upper())
-        if item.type == "body":
-            if not hasSection(item):
-                raise UnsupportedFetchItem("BODY")
-            if any(p < 0 for p in item.part):
-                raise UnsupportedFetchItem("section part 0")
-            if item.mime and not item.part:
-                raise UnsupportedFetchItem("MIME without a part number")
+    if args.peek() == b"(":
+        return args.parenthesized(lambda: _item(args))
+    word = args.peekWord()
+    if word in _MACROS:
+        args.run(_NAME_CHARS, "fetch attribute")
+        return [FetchItem(n) for n in _MACROS[word]]
+    return [_item(args)]
 
 
-def needsContent(query):
+def setsSeen(items):
+    return any(item.setsSeen() for item in items)
+
+
+def needsParsing(items):
+    return any(
+        item.name in _PARSED or (item.name == b"SECTION" and not item.isWholeMessage())
+        for item in items
+    )
+
+
+def needsContent(items):
+    return needsParsing(items) or any(item.isWholeMessage() for item in items)
+
+
+class FileSlice:
     """
-    @return: whether the message bytes must be read for C{query}.
+    A part of a FETCH response to be copied from the message file.
     """
-    return any(item.type in _CONTENT_ITEMS for item in query)
+
+    def __init__(self, offset, length):
+        self.offset = offset
+        self.length = length
 
 
-def setsSeen(query):
-    """
-    @return: whether C{query} sets C{\\Seen} implicitly: C{BODY[...]},
-        C{RFC822} and C{RFC822.TEXT} do, C{BODY.PEEK[...]} and
-        C{RFC822.HEADER} do not (RFC 3501 6.4.5).
-    """
-    for item in query:
-        if item.type in ("rfc822", "rfc822text"):
-            return True
-        if item.type == "body" and not item.peek and hasSection(item):
-            return True
-    return False
-
-
-def wantsFlags(query):
-    return any(item.type == "flags" for item in query)
-
-
-def wantsUID(query):
-    return any(item.type == "uid" for item in query)
-
-
-def literal(data):
-    """
-    @return: C{data} as an IMAP literal (RFC 3501 4.3), or C{NIL}.
-    """
-    if data is None:
-        return b"NIL"
-    return b"{%d}\r\n" % (len(data),) + data
-
-
-def _resolvePart(root, path):
-    """
-    Follow section part numbers (RFC 3501 6.4.5): the parts of a multipart
-    entity are numbered from 1; a non-multipart message has just part 1, its
-    body; the numbers after a C{message/rfc822} part apply to the
-    encapsulated message.
-
-    @param path: zero-based part indexes.
-    @return: the L{MessagePart} or L{None} when there is no such part.
-    """
-    entity, isMessage = root, True
-    for n in path:
-        if not isMessage and entity.isMessage():
-            entity, isMessage = entity.encapsulated(), True
-        if entity.isMultipart():
-            parts = entity.subparts()
-            if n >= len(parts):
-                return None
-            entity, isMessage = parts[n], False
-        elif isMessage and n == 0:
-            isMessage = False
-        else:
-            return None
-    return entity
-
-
-def sectionData(content, item):
+def _sectionData(content, item):
     """
     The octets of the section C{item} asks for, before any partial range.
 
-    @param content: the L{MessagePart} of the whole message.
     @return: L{bytes}, or L{None} for a section the message does not have.
     """
     if item.part:
-        entity = _resolvePart(content, item.part)
+        entity = resolvePart(content, item.part)
         if entity is None:
             return None
-        if item.mime:
+        if item.text == b"MIME":
             return entity.header
-        if item.header or item.text:
-            if not entity.isMessage():
-                return None
-            message = entity.encapsulated()
-        else:
+        if item.text is None:
             return entity.body
+        if not entity.isMessage():
+            return None
+        message = entity.encapsulated()
     else:
         message = content
-        if not (item.header or item.text):
+        if item.text is None:
             return content.data
-    if item.text:
+    if item.text == b"TEXT":
         return message.body
-    if item.header.fields:
-        header = item.header
-        return selectHeaderFields(message.header, header.fields, header.negate)
+    if item.fields:
+        return selectHeaderFields(message.header, item.fields, item.text.endswith(b".NOT"))
     return message.header
 
 
-def sectionName(item):
-    """
-    The name a C{BODY[...]} or C{BODY.PEEK[...]} item is answered under:
-    C{BODY[<section>]} without C{.PEEK} (RFC 3501 7.4.2).
-    """
-    spec = [str(p + 1).encode("ascii") for p in item.part]
-    if item.header:
-        sub = b"HEADER"
-        if item.header.fields:
-            sub += b".FIELDS.NOT" if item.header.negate else b".FIELDS"
-            sub += b" (" + b" ".join(item.header.fields) + b")"
-        spec.append(sub)
-    elif item.text:
-        spec.append(b"TEXT")
-    elif item.mime:
-        spec.append(b"MIME")
-    return b"BODY[" + b".".join(spec) + b"]"
+def _partial(data, item):
+    if item.partial is None or data is None:
+        return data
+    offset, length = item.partial
+    return data[offset : offset + length]
 
 
-def formatItem(item, msg):
+def messageAttributes(info, items, content=None, size=None, recent=False):
     """
-    One C{msg-att} of a FETCH response.
+    The C{msg-att} of one message (RFC 3501 7.4.2).
 
-    @param msg: a L{mailplat.imap.message.MaildirMessage}, loaded when the
-        item needs its bytes.
+    @param info: the L{mailplat.storage.maildir.MessageInfo}.
+    @param content: the L{MessagePart} of the message, when an item needs
+        it parsed; otherwise whole-message items become L{FileSlice}s.
+    @param size: the size of the message file, for L{FileSlice}s.
+    @param recent: whether the message is C{\\Recent} in this session.
+    @return: a L{list} of L{bytes} and L{FileSlice}.
+    @raise mailplat.imap.message.MimeTooDeep: the structure is too deep.
     """
-    kind = item.type
-    if kind == "flags":
-        return b"FLAGS (" + " ".join(msg.getFlags()).encode("ascii") + b")"
-    if kind == "uid":
-        return b"UID %d" % (msg.getUID(),)
-    if kind == "internaldate":
-        return b'INTERNALDATE "' + formatInternalDate(msg.info.mtime) + b'"'
-    if kind == "rfc822size":
-        return b"RFC822.SIZE %d" % (msg.getSize(),)
-    if kind == "rfc822":
-        return b"RFC822 " + literal(msg.content.data)
-    if kind == "rfc822header":
-        return b"RFC822.HEADER " + literal(msg.content.header)
-    if kind == "rfc822text":
-        return b"RFC822.TEXT " + literal(msg.content.body)
-    data = sectionData(msg.content, item)
-    name = sectionName(item)
-    if item.partialBegin is not None and data is not None:
-        # RFC 3501 6.4.5: the response names only the origin octet; a range
-        # past the end gives what there is, or an empty string.
-        begin = item.partialBegin
-        data = data[begin : begin + item.partialLength]
-        name += b"<%d>" % (begin,)
-    return name + b" " + literal(data)
+    pieces = []
+    for n, item in enumerate(items):
+        if n:
+            pieces.append(b" ")
+        name = item.name
+        if name == b"FLAGS":
+            flags = orderedFlags(info.flags, recent)
+            pieces.append(b"FLAGS (" + " ".join(flags).encode("utf-8") + b")")
+        elif name == b"UID":
+            pieces.append(b"UID %d" % info.uid)
+        elif name == b"MODSEQ":
+            pieces.append(b"MODSEQ (%d)" % info.modseq)
+        elif name == b"INTERNALDATE":
+            pieces.append(b'INTERNALDATE "' + formatInternalDate(info.internalDate) + b'"')
+        elif name == b"RFC822.SIZE":
+            pieces.append(b"RFC822.SIZE %d" % info.size)
+        elif name == b"ENVELOPE":
+            pieces.append(b"ENVELOPE " + structure.envelope(content))
+        elif name == b"BODYSTRUCTURE":
+            pieces.append(b"BODYSTRUCTURE " + structure.bodyStructure(content, True))
+        elif name == b"BODY":
+            pieces.append(b"BODY " + structure.bodyStructure(content, False))
+        elif name == b"RFC822.HEADER":
+            pieces.append(b"RFC822.HEADER " + literal(content.header))
+        elif name == b"RFC822.TEXT":
+            pieces.append(b"RFC822.TEXT " + literal(content.body))
+        elif item.isWholeMessage() and content is None:
+            offset, length = 0, size
+            if item.partial is not None:
+                offset = min(item.partial[0], size)
+                length = min(item.partial[1], size - offset)
+            pieces.append(item.responseName() + b" {%d}\r\n" % length)
+            pieces.append(FileSlice(offset, length))
+        else:
+            data = _partial(_sectionData(content, item), item)
+            pieces.append(item.responseName() + b" " + literal(data))
+    return pieces
 
 
-def fetchResponse(seq, msg, query):
-    """
-    @return: the untagged FETCH response for one message, CRLF included.
-    """
-    items = b" ".join(formatItem(item, msg) for item in query)
-    return b"* %d FETCH (" % (seq,) + items + b")\r\n"
+def parse(data):
+    return MessagePart(data)

@@ -1,30 +1,24 @@
 """
-Messages of a folder as L{twisted.mail.imap4} sees them, served byte for byte
-from the stored file.
+The MIME structure of a stored message, found on its raw bytes (RFC 2045,
+RFC 2046 5.1.1), never by re-serialising a parsed message, so that every
+section a client fetches (RFC 3501 6.4.5) is exactly the octets stored on
+disk.
 
-A L{MaildirMessage} starts out knowing only what the folder snapshot says
-(UID, flags, size, delivery time).  The server reads its bytes with
-L{MaildirMessage.load} off the reactor thread when a FETCH needs them; from
-then on every L{IMessage} method answers from memory.
-
-The MIME structure is found on the raw bytes (RFC 2045, RFC 2046 5.1.1), never
-by re-serialising a parsed message, so that every section a client fetches
-(RFC 3501 6.4.5) is exactly the octets stored on disk.
+Nesting is bounded: a part deeper than L{MAX_MIME_DEPTH} levels raises
+L{MimeTooDeep} where its structure is needed, instead of recursing without
+end on a hostile message.
 """
 
 import email.parser
 import email.policy
 import email.utils
-import io
 import re
 import time
 
-from twisted.mail import imap4
-from zope.interface import implementer
-
-
-# The order flags are listed in, the one of RFC 3501 7.2.6's example.
+# RFC 3501 7.2.6's order, which clients display.
 SYSTEM_FLAGS_ORDER = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+
+MAX_MIME_DEPTH = 32
 
 _MONTHS = (
     "Jan", "Feb", "Mar", "Apr", "May", "Jun",
@@ -34,6 +28,12 @@ _MONTHS = (
 _LINE = re.compile(rb"[^\n]*\n|[^\n]+")
 _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 _headerParser = email.parser.BytesHeaderParser(policy=email.policy.compat32)
+
+
+class MimeTooDeep(ValueError):
+    """
+    The message nests multiparts or messages deeper than L{MAX_MIME_DEPTH}.
+    """
 
 
 def formatInternalDate(timestamp):
@@ -52,6 +52,18 @@ def formatInternalDate(timestamp):
         t.tm_min,
         t.tm_sec,
     )
+
+
+def orderedFlags(flags, recent=False):
+    """
+    @return: the flags as a response lists them: system flags in a fixed
+        order, then keywords sorted, then C{\\Recent}.
+    """
+    result = [f for f in SYSTEM_FLAGS_ORDER if f in flags]
+    result += sorted(f for f in flags if not f.startswith("\\"))
+    if recent:
+        result.append("\\Recent")
+    return result
 
 
 def splitHeader(data):
@@ -89,10 +101,20 @@ def headerLines(header):
     return [(name, b"".join(raw)) for name, raw in fields]
 
 
+def headerValue(raw):
+    """
+    @return: the unfolded value of a raw header field (RFC 5322 2.2.3), with
+        the surrounding white space removed.
+    """
+    value = raw.split(b":", 1)[1] if b":" in raw else b""
+    return re.sub(rb"\r?\n(?=[ \t])", b"", value).strip(b" \t\r\n")
+
+
 def selectHeaderFields(header, names, negate):
     """
     The C{HEADER.FIELDS} / C{HEADER.FIELDS.NOT} subset of a header (RFC 3501
-    6.4.5): the matching fields as stored, then the empty line.
+    6.4.5): the matching fields as stored, repeated fields included, in their
+    original spelling and order, then the empty line.
 
     @param names: field names (L{bytes}, any case).
     """
@@ -101,30 +123,49 @@ def selectHeaderFields(header, names, negate):
     return b"".join(kept) + b"\r\n"
 
 
-@implementer(imap4.IMessagePart)
 class MessagePart:
     """
     One MIME entity (RFC 2045 2.4): a whole message or a body part, over its
     raw bytes.
+
+    @ivar defaultType: its content type when it has no Content-Type field
+        (C{message/rfc822} inside C{multipart/digest}, RFC 2046 5.1.5).
     """
 
-    def __init__(self, data):
+    def __init__(self, data, defaultType="text/plain", depth=0):
         self.data = data
         self.header, self.body = splitHeader(data)
+        self.defaultType = defaultType
+        self.depth = depth
         self._parsed = None
         self._parts = None
 
-    def _headers(self):
+    def headers(self):
+        """
+        @return: the header as an L{email.message.Message} (compat32; 8-bit
+            bytes kept as surrogate escapes).
+        """
         if self._parsed is None:
             self._parsed = _headerParser.parsebytes(self.header)
+            self._parsed.set_default_type(self.defaultType)
         return self._parsed
+
+    def field(self, name):
+        """
+        @return: the unfolded value of the first field C{name} (L{bytes},
+            lower case), or L{None}.
+        """
+        for fieldName, raw in headerLines(self.header):
+            if fieldName == name:
+                return headerValue(raw)
+        return None
 
     @property
     def contentType(self):
         """
-        The lower-case C{type/subtype}, C{text/plain} by default (RFC 2045 5.2).
+        The lower-case C{type/subtype} (RFC 2045 5.2).
         """
-        return self._headers().get_content_type()
+        return self.headers().get_content_type()
 
     def isMessage(self):
         """
@@ -135,8 +176,21 @@ class MessagePart:
     def encapsulated(self):
         """
         @return: the message inside a C{message/rfc822} entity.
+        @raise MimeTooDeep: it is nested too deeply.
         """
-        return MessagePart(self.body)
+        if self.depth + 1 > MAX_MIME_DEPTH:
+            raise MimeTooDeep()
+        return MessagePart(self.body, depth=self.depth + 1)
+
+    def boundary(self):
+        headers = self.headers()
+        if headers.get_content_maintype() != "multipart":
+            return None
+        boundary = headers.get_param("boundary")
+        if boundary is None:
+            return None
+        boundary = email.utils.collapse_rfc2231_value(boundary)
+        return boundary or None
 
     def subparts(self):
         """
@@ -145,50 +199,28 @@ class MessagePart:
         to the delimiter.  Preamble and epilogue are not parts.
 
         @rtype: L{list} of L{MessagePart}
+        @raise MimeTooDeep: they are nested too deeply.
         """
         if self._parts is None:
-            self._parts = []
-            boundary = self._headers().get_param("boundary")
+            boundary = self.boundary()
+            parts = []
             if boundary is not None:
-                boundary = email.utils.collapse_rfc2231_value(boundary)
-            if self._headers().get_content_maintype() == "multipart" and boundary:
-                self._parts = [
-                    MessagePart(chunk) for chunk in _splitMultipart(self.body, boundary)
+                if self.depth + 1 > MAX_MIME_DEPTH:
+                    raise MimeTooDeep()
+                default = (
+                    "message/rfc822"
+                    if self.contentType == "multipart/digest"
+                    else "text/plain"
+                )
+                parts = [
+                    MessagePart(chunk, default, self.depth + 1)
+                    for chunk in _splitMultipart(self.body, boundary)
                 ]
+            self._parts = parts
         return self._parts
 
-    # -- IMessagePart
-
-    def getHeaders(self, negate, *names):
-        """
-        @return: a L{dict} of lower-case field name to unfolded value, the
-            first field of each name; with C{negate}, the fields not named.
-        """
-        wanted = {(n if isinstance(n, str) else n.decode()).lower() for n in names}
-        result = {}
-        for name, raw in headerLines(self.header):
-            key = name.decode("ascii", "replace")
-            if key in result or (key in wanted) == negate:
-                continue
-            value = raw.split(b":", 1)[1] if b":" in raw else b""
-            # RFC 5322 2.2.3: unfolding removes the line breaks only.
-            value = value.replace(b"\r", b"").replace(b"\n", b"").strip()
-            result[key] = value.decode("utf-8", "replace")
-        return result
-
-    def getBodyFile(self):
-        return io.BytesIO(self.body)
-
-    def getSize(self):
-        return len(self.data)
-
     def isMultipart(self):
-        return bool(self.subparts())
-
-    def getSubPart(self, part):
-        if not self.isMultipart():
-            raise TypeError("not a multipart entity")
-        return self.subparts()[part]
+        return self.boundary() is not None
 
 
 def _splitMultipart(body, boundary):
@@ -197,8 +229,8 @@ def _splitMultipart(body, boundary):
         close delimiter ends the last part at the end of the body.
     """
     delimiter = re.compile(
-        rb"(?:\A|\r?\n)--" + re.escape(boundary.encode("utf-8", "replace")) + rb"(--)?"
-        rb"[ \t]*(?:\r?\n|\Z)"
+        rb"(?:\A|\r?\n)--" + re.escape(boundary.encode("utf-8", "surrogateescape"))
+        + rb"(--)?[ \t]*(?:\r?\n|\Z)"
     )
     chunks = []
     start = None
@@ -213,79 +245,39 @@ def _splitMultipart(body, boundary):
     return chunks
 
 
-@implementer(imap4.IMessage, imap4.IMessageFile)
-class MaildirMessage:
+def resolvePart(root, path):
     """
-    One message of a selected folder.
+    Follow section part numbers (RFC 3501 6.4.5): the parts of a multipart
+    entity are numbered from 1; a non-multipart message has just part 1, its
+    body; the numbers after a C{message/rfc822} part apply to the
+    encapsulated message.
 
-    @ivar info: its L{mailplat.storage.maildir.MessageInfo}.
-    @ivar recent: whether it carries C{\\Recent} in this session.
-    @ivar content: the L{MessagePart} of the whole message once loaded.
+    @param path: one-based part numbers.
+    @return: the L{MessagePart}, or L{None} when there is no such part.
     """
+    entity, isMessage = root, True
+    for n in path:
+        if not isMessage and entity.isMessage():
+            entity, isMessage = entity.encapsulated(), True
+        if entity.isMultipart():
+            parts = entity.subparts()
+            if not 1 <= n <= len(parts):
+                return None
+            entity, isMessage = parts[n - 1], False
+        elif isMessage and n == 1:
+            isMessage = False
+        else:
+            return None
+    return entity
 
-    def __init__(self, info, recent=False):
-        self.info = info
-        self.recent = recent
-        self.content = None
 
-    def load(self, folder):
-        """
-        I{blocking}: read the message's bytes from C{folder}.
-
-        @raise mailplat.storage.maildir.MessageGone: it was expunged.
-        """
-        self.content = MessagePart(folder.read(self.info))
-        return self
-
-    def _loaded(self):
-        if self.content is None:
-            raise RuntimeError("message content was not loaded")
-        return self.content
-
-    @property
-    def data(self):
-        return self._loaded().data
-
-    # -- IMessage
-
-    def getUID(self):
-        return self.info.uid
-
-    def getFlags(self):
-        """
-        @return: the system flags in a fixed order, then C{\\Recent}.
-        """
-        flags = [f for f in SYSTEM_FLAGS_ORDER if f in self.info.flags]
-        if self.recent:
-            flags.append("\\Recent")
-        return flags
-
-    def getInternalDate(self):
-        return time.strftime(
-            "%a, %d %b %Y %H:%M:%S +0000", time.gmtime(self.info.mtime)
-        )
-
-    def getSize(self):
-        """
-        The size in octets, exactly as served (RFC 3501 2.3.4).
-        """
-        if self.content is not None:
-            return len(self.content.data)
-        return self.info.size
-
-    def getHeaders(self, negate, *names):
-        return self._loaded().getHeaders(negate, *names)
-
-    def getBodyFile(self):
-        return self._loaded().getBodyFile()
-
-    def isMultipart(self):
-        return self._loaded().isMultipart()
-
-    def getSubPart(self, part):
-        return self._loaded().getSubPart(part)
-
-    # -- IMessageFile
-
-    def open(self):
-        return io.BytesIO(self.data)
+def countLines(body):
+    """
+    @return: the size of C{body} in text lines (RFC 3501 7.4.2
+        C{body-fld-lines}): its line breaks, plus one for a last line without
+        one.
+    """
+    lines = body.count(b"\n")
+    if body and not body.endswith(b"\n"):
+        lines += 1
+    return lines

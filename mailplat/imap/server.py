@@ -1,143 +1,140 @@
 """
-The IMAP4rev1 server (RFC 3501): L{twisted.mail.imap4.IMAP4Server} for the
-wire syntax, with the session logic owned here.
+The IMAP4rev1 server (RFC 3501) with IDLE (RFC 2177), NAMESPACE (RFC 2342),
+UIDPLUS (RFC 4315), MOVE (RFC 6851), UNSELECT (RFC 3691), ENABLE (RFC 5161),
+ID (RFC 2971), LITERAL+ (RFC 7888), SPECIAL-USE (RFC 6154), CHILDREN (RFC
+3348), APPENDLIMIT (RFC 7889), QUOTA (RFC 9208), CONDSTORE (RFC 7162) and
+SASL-IR (RFC 4959).
 
-What this subclass changes, each for a trap listed in DESIGN.md section 7:
+This is our own protocol, not a subclass of
+L{twisted.mail.imap4.IMAP4Server}: that class frames literals without a
+size decision before the continuation, so APPENDLIMIT's C{NO [TOOBIG]}
+cannot come before the C{+}; its argument parsers raise bare exceptions,
+keep quoted-string escapes, crash on header SEARCH and APPEND without
+flags; it rebuilds FETCH data from parsed headers; and its session logic
+(SELECT responses, implicit C{\\Seen}, IDLE, STARTTLS) needed replacing
+anyway (DESIGN.md section 7).  See docs/architecture.md.
 
- - Commands run one at a time: a line that arrives while a command waits on
-   the disk or the password checker is queued, not dispatched into the wrong
-   state (RFC 3501 5.5).
+How a connection works:
+
+ - Input is framed into commands: lines, and literals whose size is
+   checked before the C{+} continuation is sent (or, for LITERAL+, before
+   the data is kept).  Lines and literals are bounded; the message of an
+   APPEND is spooled (to disk when large), never held whole in memory.
+ - Commands run one at a time: bytes pipelined behind a command that waits
+   on the disk or the password checker stay buffered (and the transport is
+   paused if they pile up) until it is done (RFC 3501 5.5).
  - STARTTLS discards whatever the client sent after it in the clear and
    resets the session (RFC 3501 6.2.1; the plaintext command injection of
-   CVE-2011-0411).
- - Plaintext authentication (LOGIN, AUTHENTICATE PLAIN) is only possible under
-   TLS: before, CAPABILITY says LOGINDISABLED (RFC 3501 6.2.3, 7.2.1) and both
-   answer C{NO [PRIVACYREQUIRED]} (RFC 5530).
- - SELECT/EXAMINE give every response RFC 3501 6.3.1 asks for; FETCH serves
-   the stored bytes and sets C{\\Seen} implicitly (6.4.5); other sessions'
-   changes are reported at NOOP, CHECK, EXPUNGE and during IDLE, never during
-   FETCH or STORE (7.4.1).
- - Lines and literals are bounded; IDLE (RFC 2177) ends only on DONE and
-   reports new mail as it arrives.
+   CVE-2011-0411).  LOGIN and AUTHENTICATE are refused before TLS, before
+   any continuation, so the password is never sent in the clear.
  - Blocking store calls run through C{context.runBlocking}.
-
-Commands outside the foundation milestone (APPEND, COPY, SEARCH, ...) answer
-C{BAD Unsupported command}.
+ - After each command in the selected state, changes made by others are
+   reported (EXISTS, FETCH, EXPUNGE), except that EXPUNGE waits during
+   FETCH, STORE and SEARCH (RFC 3501 7.4.1); during IDLE they are reported
+   as they happen.
 """
 
 import base64
 import binascii
-import re
 
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin, UnhandledCredentials
 from twisted.internet import defer, protocol
-from twisted.internet.interfaces import IPushProducer, ISSLTransport
+from twisted.internet.interfaces import ISSLTransport
 from twisted.logger import Logger
-from twisted.mail import imap4
-from zope.interface import implementer
+from twisted.protocols.policies import TimeoutMixin
 
-from mailplat.imap import fetch
-from mailplat.imap.account import DELIMITER, MaildirAccount
-from mailplat.imap.mailbox import SEEN, InvalidMessageNumber
-from mailplat.imap.message import SYSTEM_FLAGS_ORDER
-from mailplat.interfaces import IMailUser
-from mailplat.interfaces import MessageGone
+from mailplat.imap.framing import (
+    LITERAL,
+    BytesSink,
+    MessageSpool,
+    commandHead,
+    isMessageLiteral,
+)
+from mailplat.imap.mailboxcommands import MailboxCommands
+from mailplat.imap.message import orderedFlags
+from mailplat.imap.messagecommands import MessageCommands
+from mailplat.imap.responses import (
+    AUTH,
+    AUTH_FAILED,
+    NO_PLAINTEXT,
+    SELECTED,
+    UNAUTH,
+    Refused,
+)
+from mailplat.imap.shared import sharedFor
+from mailplat.imap.wire import (
+    ATOM_CHARS,
+    TAG_CHARS,
+    Arguments,
+    Literal,
+    ParseError,
+    flagList,
+    quoted,
+)
+from mailplat.interfaces import IMailUser, NoSuchFolder
 
-# RFC 3501 9: tag = 1*<any ASTRING-CHAR except "+">.
-_TAG = re.compile(rb'[^\x00-\x20\x7f-\xff(){%*"\\+]+')
-_QUOTED = re.compile(rb'"((?:[^"\\\r\n]|\\.)*)"')
-_QUOTED_ESCAPE = re.compile(rb"\\(.)")
-_STATUS_ITEMS = (b"MESSAGES", b"RECENT", b"UIDNEXT", b"UIDVALIDITY", b"UNSEEN")
-_FLAG_LIST = b"(" + " ".join(SYSTEM_FLAGS_ORDER).encode("ascii") + b")"
+ANY = (UNAUTH, AUTH, SELECTED)
+LOGGED_IN = (AUTH, SELECTED)
 
-NO_PLAINTEXT = b"[PRIVACYREQUIRED] Plaintext authentication is disabled without TLS"
-AUTH_FAILED = b"[AUTHENTICATIONFAILED] Authentication failed."
-GONE = b"Some of the requested messages no longer exist"
-
-
-def _mailboxName(name):
-    """
-    A mailbox name for a response: modified UTF-7 (RFC 3501 5.1.3), quoted
-    unless it is an atom.
-    """
-    encoded = name.encode("imap4-utf-7")
-    if encoded and re.fullmatch(rb'[^\x00-\x20\x7f-\xff(){%*"\\\]]+', encoded):
-        return encoded
-    return b'"' + encoded.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
-
-
-def _flagList(flags):
-    return b"(" + " ".join(flags).encode("ascii") + b")"
-
-
-@implementer(IPushProducer)
-class _WriteFlow:
-    """
-    Pauses a long FETCH while the transport's write buffer is full.
-    """
-
-    def __init__(self):
-        self.paused = False
-        self._waiting = []
-
-    def pauseProducing(self):
-        self.paused = True
-
-    def resumeProducing(self):
-        self.paused = False
-        waiting, self._waiting = self._waiting, []
-        for d in waiting:
-            d.callback(None)
-
-    def stopProducing(self):
-        self.resumeProducing()
-
-    def whenWritable(self):
-        if not self.paused:
-            return defer.succeed(None)
-        d = defer.Deferred()
-        self._waiting.append(d)
-        return d
+_UID_COMMANDS = (b"FETCH", b"STORE", b"SEARCH", b"COPY", b"MOVE", b"EXPUNGE")
+# RFC 2971 3.3: at most 30 field-value pairs, fields of at most 30 octets,
+# values of at most 1024.
+_ID_LIMITS = (30, 30, 1024)
+SERVER_ID = (b"name", b"mailplat", b"vendor", b"mailplat")
 
 
-class IMAPServer(imap4.IMAP4Server):
+class IMAPServer(MailboxCommands, MessageCommands, protocol.Protocol, TimeoutMixin):
     """
     One IMAP connection.
 
     @ivar context: the L{mailplat.context.ServerContext}.
     @ivar listener: the L{mailplat.config.schema.ListenerConfig} it came in on.
+    @ivar state: C{unauth}, C{auth} or C{select}.
+    @ivar user: the L{IMailUser} once logged in.
+    @ivar selected: the L{SelectedFolder}, in the selected state.
     """
 
     log = Logger()
 
     # RFC 3501 5.4 asks for at least 30 minutes once logged in (the
     # configured imapTimeout); before that a minute is plenty.
-    timeOut = 60
+    preauthTimeout = 60
 
-    def __init__(self, context, listener):
-        tlsOptions = context.tlsOptions if listener.tls == "starttls" else None
-        imap4.IMAP4Server.__init__(self, chal={}, contextFactory=tlsOptions)
+    def __init__(self, context, listener, connections, poller):
         self.context = context
         self.listener = listener
-        access = context.config.access
+        self.connections = connections
+        self.poller = poller
         self.callLater = context.clock.callLater
-        self.MAX_LENGTH = access.maxLineLength
-        self.POSTAUTH_TIMEOUT = access.imapTimeout
-        self._literalStringLimit = min(access.maxLineLength, access.maxLiteralSize)
-        self._maxLiteralSize = access.maxLiteralSize
-        self.IDENT = context.config.hostname.encode("ascii", "replace") + (
-            b" IMAP4rev1 server ready"
-        )
+        access = context.config.access
+        self.maxLine = access.maxLineLength
+        self.appendLimit = access.maxLiteralSize
+        self.literalLimit = min(access.maxLineLength, access.maxLiteralSize)
+        self.commandLimit = 8 * access.maxLineLength
+        self.state = UNAUTH
+        self.user = None
+        self.selected = None
+        self.condstore = False
         self.peer = "-"
         self._tls = False
         self._connected = False
         self._closing = False
-        self._queue = []
-        self._inFlight = False
-        self._draining = False
-        self._authTag = None
+        self._logout = None
+        self._counted = False
+        self._buffer = bytearray()
+        self._parts = None
+        self._size = 0
+        self._literal = None
+        self._discard = 0
+        self._discardCommand = False
+        self._processing = False
+        self._busy = False
+        self._inputPaused = False
+        self._continuation = None
         self._idleTag = None
+        self._idleDone = None
+        self._watching = None
         self._refreshing = None
         self._refreshAgain = False
         self._refreshWaiters = []
@@ -149,18 +146,30 @@ class IMAPServer(imap4.IMAP4Server):
         self._tls = ISSLTransport(self.transport, None) is not None
         peer = self.transport.getPeer()
         self.peer = getattr(peer, "host", str(peer))
-        imap4.IMAP4Server.connectionMade(self)
+        self.setTimeout(self.preauthTimeout)
+        self.sendLine(
+            b"* OK [CAPABILITY " + self.capabilities() + b"] "
+            + self.context.config.hostname.encode("ascii", "replace")
+            + b" IMAP4rev1 server ready"
+        )
 
-    def connectionLost(self, reason):
+    def connectionLost(self, reason=None):
         self._connected = False
         self._closing = True
-        self._queue = []
-        self._closeMailbox()
-        imap4.IMAP4Server.connectionLost(self, reason)
+        self.setTimeout(None)
+        self._buffer = bytearray()
+        self._unselect()
+        if self._counted:
+            self.connections.release(self.user.address)
+            self._counted = False
+        logout, self._logout = self._logout, None
+        if logout is not None:
+            logout()
 
     def timeoutConnection(self):
         """
-        Autologout (RFC 3501 5.4).
+        Autologout (RFC 3501 5.4); an idling client renews it by ending IDLE
+        and starting it again, as RFC 2177 asks every 29 minutes.
         """
         self.log.info("imap: autologout of {peer}", peer=self.peer)
         self.sendLine(b"* BYE Autologout; idle for too long")
@@ -168,715 +177,667 @@ class IMAPServer(imap4.IMAP4Server):
 
     def _close(self):
         self._closing = True
-        self._queue = []
-        self.clearLineBuffer()
-        self._closeMailbox()
+        self._buffer = bytearray()
+        self._unselect()
         self.transport.loseConnection()
 
-    def _closeMailbox(self):
+    def _unselect(self):
+        """
+        Leave the selected state without expunging.
+        """
         self._idleTag = None
-        if self.mbox is not None:
-            self.mbox.close()
-            self.mbox = None
-        if self.state == "select":
-            self.state = "auth"
+        self._continuation = None
+        selected, self.selected = self.selected, None
+        if selected is not None:
+            selected.folder.removeListener(self._folderChangedInThread)
+            if self._watching is not None:
+                self.poller.unwatch(self._watching)
+                self._watching = None
+        if self.state == SELECTED:
+            self.state = AUTH
 
     def capabilities(self):
         """
         RFC 3501 7.2.1: plaintext authentication is advertised only under TLS;
         before it, LOGINDISABLED (and STARTTLS where this listener offers it).
         """
-        caps = {}
+        caps = [b"IMAP4rev1"]
         if self._tls:
-            caps[b"AUTH"] = [b"PLAIN"]
+            caps += [b"AUTH=PLAIN", b"SASL-IR"]
         else:
             if self._canStartTLS():
-                caps[b"STARTTLS"] = None
-            caps[b"LOGINDISABLED"] = None
-        caps[b"NAMESPACE"] = None
-        caps[b"IDLE"] = None
-        return caps
+                caps.append(b"STARTTLS")
+            caps.append(b"LOGINDISABLED")
+        caps += [
+            b"LITERAL+", b"ID", b"ENABLE", b"IDLE", b"NAMESPACE", b"UNSELECT",
+            b"UIDPLUS", b"MOVE", b"CHILDREN", b"SPECIAL-USE", b"QUOTA",
+            b"QUOTA=RES-STORAGE", b"CONDSTORE", b"APPENDLIMIT=%d" % self.appendLimit,
+        ]
+        return b" ".join(caps)
 
     def _canStartTLS(self):
         return (
             not self._tls
-            and self.ctx is not None
-            and self.canStartTLS
+            and self.context.tlsOptions is not None
             and self.listener.tls == "starttls"
         )
 
-    # -- lines and commands
+    # -- output
+
+    def sendLine(self, line):
+        if not self._closing:
+            self.transport.write(line + b"\r\n")
+
+    def untagged(self, text):
+        self.sendLine(b"* " + text)
+
+    def tagged(self, tag, status, text):
+        self.sendLine(tag + b" " + status + b" " + text)
+
+    # -- input framing
 
     def dataReceived(self, data):
-        if not self._closing:
-            imap4.IMAP4Server.dataReceived(self, data)
+        if self._closing:
+            return
+        self.resetTimeout()
+        self._buffer += data
+        self._process()
 
-    def lineLengthExceeded(self, line):
+    def _process(self):
+        """
+        Frame the buffered input into lines and literals and run the
+        commands they make, one at a time.
+        """
+        if self._processing:
+            return
+        self._processing = True
+        try:
+            while not self._closing:
+                buffer = self._buffer
+                if self._discard:
+                    n = min(self._discard, len(buffer))
+                    del buffer[:n]
+                    self._discard -= n
+                    if self._discard:
+                        break
+                    continue
+                if self._literal is not None:
+                    if not buffer:
+                        break
+                    remaining, sink = self._literal
+                    chunk = bytes(buffer[:remaining])
+                    del buffer[: len(chunk)]
+                    sink.write(chunk)
+                    remaining -= len(chunk)
+                    if remaining:
+                        self._literal = (remaining, sink)
+                        break
+                    self._literal = None
+                    self._parts.append(Literal(sink.finish(), sink.size))
+                    continue
+                if self._busy and self._continuation is None:
+                    break
+                end = buffer.find(b"\n")
+                if end == -1 or end > self.maxLine + 1:
+                    if end != -1 or len(buffer) > self.maxLine + 1:
+                        self._lineTooLong(len(buffer))
+                    break
+                line = bytes(buffer[:end])
+                del buffer[: end + 1]
+                if line.endswith(b"\r"):
+                    line = line[:-1]
+                if self._continuation is not None:
+                    continuation, self._continuation = self._continuation, None
+                    continuation(line)
+                    continue
+                self._commandLine(line)
+        finally:
+            self._processing = False
+        if not self._closing and self._connected:
+            wait = self._busy and len(self._buffer) > self.maxLine
+            if wait != self._inputPaused:
+                self._inputPaused = wait
+                if wait:
+                    self.transport.pauseProducing()
+                else:
+                    self.transport.resumeProducing()
+
+    def _lineTooLong(self, size):
         """
         A line longer than C{maxLineLength}: the rest of it cannot be told
         from a new command, so the connection ends.
         """
         self.log.warn(
             "imap: line of {size} bytes or more from {peer}, disconnecting",
-            size=len(line),
+            size=size,
             peer=self.peer,
         )
         self.sendLine(b"* BYE Command line too long")
         self._close()
 
-    def lineReceived(self, line):
+    def _commandLine(self, line):
         """
-        Run commands one at a time: a command line that arrives while another
-        command is still in progress waits its turn.  Continuation lines
-        (literals, AUTHENTICATE, IDLE's DONE) go to the command waiting for
-        them.
+        One line of a command: the whole command, or a part that ends with a
+        literal's octet count.
         """
-        if self._closing:
+        if self._parts is None:
+            self._parts = []
+            self._size = 0
+            self._discardCommand = False
+        self._size += len(line)
+        m = LITERAL.search(line)
+        self._parts.append(line[: m.start()] if m else line)
+        if self._size > self.commandLimit and not self._discardCommand:
+            self.sendLine(b"* BYE Command too long")
+            self._close()
             return
-        self.resetTimeout()
-        if self.parseState == "command" and (self._inFlight or self._queue):
-            self._queue.append(line)
-            return
-        self._parseLine(line)
-
-    def _parseLine(self, line):
-        try:
-            getattr(self, "parse_" + self.parseState)(line)
-        except Exception:
-            self.log.failure("imap: error handling a line from {peer}", peer=self.peer)
-            self.sendBadResponse(None, b"Internal server error")
-
-    def parse_command(self, line):
-        args = line.split(None, 1)
-        if not args:
-            self.sendBadResponse(None, b"Null command")
-            return
-        tag = args[0]
-        if not _TAG.fullmatch(tag):
-            self.sendBadResponse(None, b"Invalid tag")
-            return
-        self._inFlight = True
-        try:
-            imap4.IMAP4Server.parse_command(self, line)
-        except Exception:
-            self.log.failure("imap: error in command from {peer}", peer=self.peer)
-            if self._inFlight:
-                self.sendBadResponse(tag, b"Internal server error")
-
-    def dispatchCommand(self, tag, cmd, rest, uid=None):
-        if cmd in (b"LOGIN", b"AUTHENTICATE") and self.state == "unauth":
-            if not self._tls:
-                self.log.info(
-                    "imap: {command} without TLS from {peer} refused",
-                    command=cmd.decode("ascii"),
-                    peer=self.peer,
-                )
-                self.sendNegativeResponse(tag, NO_PLAINTEXT)
-                return
-        if rest is None:
-            # Twisted's argument parsers expect bytes.
-            rest = b""
-        return imap4.IMAP4Server.dispatchCommand(self, tag, cmd, rest, uid)
-
-    def _respond(self, state, tag, message):
-        """
-        Send a response; a tagged OK, NO or BAD ends the command in progress
-        (RFC 3501 2.2.2), so the next queued command may run.  Every handler
-        sends its tagged response last.
-        """
-        imap4.IMAP4Server._respond(self, state, tag, message)
-        if tag and state in (b"OK", b"NO", b"BAD"):
-            self._inFlight = False
-            if not self._draining:
-                self._drain()
-
-    def _drain(self):
-        self._draining = True
-        try:
-            while (
-                self._queue
-                and not self._inFlight
-                and not self._closing
-                and self.parseState == "command"
-            ):
-                self._parseLine(self._queue.pop(0))
-        finally:
-            self._draining = False
-
-    def sendContinuationRequest(self, msg=b"Ready for additional command text"):
-        # RFC 3501 9: continue-req = "+" SP (resp-text / base64)
-        self.sendLine(b"+ " + (msg or b""))
-
-    def _serverError(self, failure, tag):
-        self.log.failure("imap: command failed for {peer}", failure, peer=self.peer)
-        self.sendNegativeResponse(tag, b"[SERVERBUG] Internal server error")
-
-    # -- argument parsers
-
-    def arg_astring(self, line, final=False):
-        """
-        An astring (RFC 3501 9), with the quoted form's backslash escapes
-        undone (Twisted keeps them, so a password with C{"} or C{\\} fails).
-        """
-        line = line.strip()
-        if line[:1] != b'"':
-            return imap4.IMAP4Server.arg_astring(self, line, final)
-        m = _QUOTED.match(line)
         if m is None:
-            raise imap4.IllegalClientResponse("Unmatched quotes")
-        rest = line[m.end() :]
-        if rest and rest[:1] != b" ":
-            raise imap4.IllegalClientResponse("Malformed quoted string")
-        return _QUOTED_ESCAPE.sub(rb"\1", m.group(1)), rest[1:]
+            parts, self._parts = self._parts, None
+            if not self._discardCommand:
+                self._dispatch(parts)
+            return
+        binary, size, sync = bool(m.group(1)), int(m.group(2)), not m.group(3)
+        if self._discardCommand:
+            if sync:
+                self._parts = None
+            else:
+                self._discard = size
+            return
+        refusal, sink = self._acceptLiteral(binary, size, sync)
+        if refusal is not None:
+            self.sendLine(refusal)
+            if sync:
+                # The client will not send the literal (RFC 3501 7.5).
+                self._parts = None
+            else:
+                self._discard = size
+                self._discardCommand = True
+            return
+        if sink is None:
+            sink = BytesSink()
+            self._size += size
+        sink.size = size
+        self._literal = (size, sink)
+        if size == 0:
+            self._literal = None
+            self._parts.append(Literal(sink.finish(), 0))
+        if sync:
+            self.sendLine(b"+ Ready for literal data")
 
-    def arg_finalastring(self, line):
-        return self.arg_astring(line, final=True)
+    def _acceptLiteral(self, binary, size, sync):
+        """
+        Decide on a literal before its data: RFC 7889 asks for C{NO
+        [TOOBIG]} before the continuation for an APPEND over the limit, and a
+        password must not be sent before TLS.
 
-    def arg_atom(self, line):
+        @return: C{(refusal, sink)}: a response line refusing the literal,
+            or L{None} and where to put it (L{None} for the command's own
+            small buffer).
         """
-        An atom; the rest of the line is C{b""} rather than L{None} when the
-        atom ends it, so the next parser reports a missing argument (Twisted's
-        L{None} crashes C{arg_flaglist}).
-        """
-        atom, rest = imap4.IMAP4Server.arg_atom(self, line)
-        return atom, rest or b""
+        tag, command = commandHead(self._parts)
+        if tag is None:
+            return b"* BAD Invalid tag", None
+        if binary:
+            return tag + b" BAD Binary literals are not supported", None
+        if command in (b"LOGIN", b"AUTHENTICATE") and self.state == UNAUTH:
+            if not self._tls:
+                return tag + b" NO " + NO_PLAINTEXT, None
+        if command == b"APPEND" and self.state in LOGGED_IN and isMessageLiteral(self._parts):
+            if size > self.appendLimit:
+                self.log.info(
+                    "imap: APPEND of {size} octets from {peer} refused (limit {limit})",
+                    size=size, peer=self.peer, limit=self.appendLimit,
+                )
+                return (
+                    tag + b" NO [TOOBIG] Message too large (APPENDLIMIT %d)"
+                    % self.appendLimit
+                ), None
+            return None, MessageSpool()
+        if size > self.literalLimit:
+            return tag + b" BAD [TOOBIG] Literal too long (at most %d octets)" % (
+                self.literalLimit,
+            ), None
+        if self._size + size > self.commandLimit:
+            return tag + b" BAD [TOOBIG] Command too long", None
+        return None, None
 
-    def arg_flaglist(self, line):
-        if not line:
-            raise imap4.IllegalClientResponse("Missing argument")
-        return imap4.IMAP4Server.arg_flaglist(self, line)
+    # -- dispatch
 
-    def arg_fetchatt(self, line):
-        """
-        The fetch attributes, with Twisted's parser errors as BAD (it raises
-        bare Exceptions).
-        """
+    _commands = {
+        b"CAPABILITY": ("CAPABILITY", ANY),
+        b"NOOP": ("NOOP", ANY),
+        b"LOGOUT": ("LOGOUT", ANY),
+        b"ID": ("ID", ANY),
+        b"STARTTLS": ("STARTTLS", (UNAUTH,)),
+        b"LOGIN": ("LOGIN", (UNAUTH,)),
+        b"AUTHENTICATE": ("AUTHENTICATE", (UNAUTH,)),
+        b"ENABLE": ("ENABLE", (AUTH,)),
+        b"SELECT": ("SELECT", LOGGED_IN),
+        b"EXAMINE": ("EXAMINE", LOGGED_IN),
+        b"CREATE": ("CREATE", LOGGED_IN),
+        b"DELETE": ("DELETE", LOGGED_IN),
+        b"RENAME": ("RENAME", LOGGED_IN),
+        b"SUBSCRIBE": ("SUBSCRIBE", LOGGED_IN),
+        b"UNSUBSCRIBE": ("UNSUBSCRIBE", LOGGED_IN),
+        b"LIST": ("LIST", LOGGED_IN),
+        b"LSUB": ("LSUB", LOGGED_IN),
+        b"STATUS": ("STATUS", LOGGED_IN),
+        b"APPEND": ("APPEND", LOGGED_IN),
+        b"IDLE": ("IDLE", LOGGED_IN),
+        b"NAMESPACE": ("NAMESPACE", LOGGED_IN),
+        b"GETQUOTA": ("GETQUOTA", LOGGED_IN),
+        b"GETQUOTAROOT": ("GETQUOTAROOT", LOGGED_IN),
+        b"SETQUOTA": ("SETQUOTA", LOGGED_IN),
+        b"CHECK": ("CHECK", (SELECTED,)),
+        b"CLOSE": ("CLOSE", (SELECTED,)),
+        b"UNSELECT": ("UNSELECT", (SELECTED,)),
+        b"EXPUNGE": ("EXPUNGE", (SELECTED,)),
+        b"SEARCH": ("SEARCH", (SELECTED,)),
+        b"FETCH": ("FETCH", (SELECTED,)),
+        b"STORE": ("STORE", (SELECTED,)),
+        b"COPY": ("COPY", (SELECTED,)),
+        b"MOVE": ("MOVE", (SELECTED,)),
+        b"UID": ("UID", (SELECTED,)),
+    }
+
+    def _dispatch(self, parts):
+        args = Arguments(parts)
         try:
-            return imap4.IMAP4Server.arg_fetchatt(self, line)
-        except imap4.IllegalClientResponse:
-            raise
-        except Exception as e:
-            raise imap4.IllegalClientResponse("Invalid fetch attributes") from e
+            tag = args.run(TAG_CHARS, "tag")
+            if args.peek() not in (b" ", b""):
+                raise ParseError("Invalid tag")
+        except ParseError:
+            self.untagged(b"BAD Invalid tag")
+            return
+        try:
+            args.sp()
+            name = args.atom("command").upper()
+        except ParseError:
+            self.tagged(tag, b"BAD", b"Missing command")
+            return
+        uid = False
+        if name == b"UID":
+            try:
+                args.sp()
+                name = args.atom("command").upper()
+            except ParseError:
+                self.tagged(tag, b"BAD", b"Missing command")
+                return
+            if name not in _UID_COMMANDS:
+                self.tagged(tag, b"BAD", b"Invalid UID command")
+                return
+            uid = True
+            if self.state != SELECTED:
+                self.tagged(tag, b"BAD", b"Command not allowed in this state")
+                return
+        entry = self._commands.get(name)
+        if entry is None or name == b"UID":
+            self.tagged(tag, b"BAD", b"Unknown command")
+            return
+        method, states = entry
+        if self.state not in states:
+            text = b"No mailbox selected" if states == (SELECTED,) else (
+                b"Command not allowed in this state")
+            self.tagged(tag, b"BAD", text)
+            return
+        handler = getattr(self, "imap_" + method)
+        self._busy = True
+        try:
+            d = handler(tag, args, uid) if name in _UID_COMMANDS else handler(tag, args)
+        except Exception:
+            d = defer.fail()
+        if not isinstance(d, defer.Deferred):
+            d = defer.succeed(d)
+        d.addErrback(self._commandFailed, tag)
+        d.addBoth(self._commandDone)
 
-    def _fileLiteral(self, size):
-        if size > self._maxLiteralSize:
-            raise imap4.IllegalClientResponse(
-                "Literal too long! I accept at most %d octets" % (self._maxLiteralSize,)
-            )
-        return imap4.IMAP4Server._fileLiteral(self, size)
+    def _commandFailed(self, failure, tag):
+        if not self._connected:
+            return
+        if failure.check(Refused):
+            self.tagged(tag, failure.value.status, failure.value.text)
+        elif failure.check(ParseError):
+            self.tagged(tag, b"BAD", str(failure.value).encode("utf-8", "replace"))
+        else:
+            self.log.failure("imap: command failed for {peer}", failure, peer=self.peer)
+            self.tagged(tag, b"NO", b"[SERVERBUG] Internal server error")
+
+    def _commandDone(self, ignored):
+        self._busy = False
+        if self._connected and not self._closing:
+            self._process()
+
+    def _finish(self, tag, text, allowExpunge=True, code=b""):
+        """
+        Report what changed in the selected folder, then answer C{tag OK}.
+
+        @return: a L{defer.Deferred}.
+        """
+        d = self._update(allowExpunge)
+        d.addCallback(lambda _: self.tagged(tag, b"OK", code + text))
+        return d
 
     # -- any state
 
-    def do_NOOP(self, tag):
+    def imap_CAPABILITY(self, tag, args):
+        args.end()
+        self.untagged(b"CAPABILITY " + self.capabilities())
+        return self._finish(tag, b"CAPABILITY completed")
+
+    def imap_NOOP(self, tag, args):
         """
         RFC 3501 6.1.2: in the selected state, report what changed.
         """
-        self._withRefresh(tag, b"NOOP completed")
+        args.end()
+        return self._finish(tag, b"NOOP completed")
 
-    unauth_NOOP = auth_NOOP = select_NOOP = (do_NOOP,)
-
-    def do_LOGOUT(self, tag):
-        self._closing = True
-        self.sendUntaggedResponse(b"BYE Logging out")
-        self.sendPositiveResponse(tag, b"LOGOUT completed")
+    def imap_LOGOUT(self, tag, args):
+        args.end()
+        self.untagged(b"BYE Logging out")
+        self.tagged(tag, b"OK", b"LOGOUT completed")
         self._close()
 
-    unauth_LOGOUT = auth_LOGOUT = select_LOGOUT = (do_LOGOUT,)
+    def imap_ID(self, tag, args):
+        """
+        RFC 2971: log what the client says it is, say what we are.
+        """
+        args.sp()
+        fields = []
+        if args.peekWord() == b"NIL":
+            args.atom()
+        else:
+            args.expect(b"(")
+            while not args.maybe(b")"):
+                if fields:
+                    args.sp()
+                key = args.string()
+                args.sp()
+                value = args.nstring()
+                fields.append((key, value))
+                maxPairs, maxKey, maxValue = _ID_LIMITS
+                if len(fields) > maxPairs or len(key) > maxKey or (
+                    value is not None and len(value) > maxValue
+                ):
+                    raise ParseError("ID parameters too long")
+        args.end()
+        if fields:
+            self.log.info(
+                "imap: client {peer} is {id}",
+                peer=self.peer,
+                id=", ".join(
+                    f"{k.decode('utf-8', 'replace')}="
+                    f"{(v or b'NIL').decode('utf-8', 'replace')}"
+                    for k, v in fields
+                ),
+            )
+        self.untagged(b"ID (" + b" ".join(quoted(x) for x in SERVER_ID) + b")")
+        return self._finish(tag, b"ID completed")
 
     # -- not authenticated
 
-    def do_STARTTLS(self, tag):
+    def imap_STARTTLS(self, tag, args):
         """
         RFC 3501 6.2.1.  Anything the client sent after STARTTLS before the
         handshake is thrown away, not run as if it came over TLS, and the
         session starts afresh.
         """
+        args.end()
         if not self._canStartTLS():
-            self.sendBadResponse(tag, b"STARTTLS is not available")
+            self.tagged(tag, b"BAD", b"STARTTLS is not available")
             return
-        discarded = len(self.clearLineBuffer()) + sum(len(x) for x in self._queue)
-        self._queue = []
+        discarded = len(self._buffer)
+        self._buffer = bytearray()
+        self._parts = None
+        self._literal = None
+        self._discard = 0
         if discarded:
             self.log.warn(
                 "imap: discarded {size} bytes sent after STARTTLS by {peer}",
                 size=discarded,
                 peer=self.peer,
             )
-        self.state = "unauth"
-        self.account = None
-        self.sendPositiveResponse(tag, b"Begin TLS negotiation now")
-        self.transport.startTLS(self.ctx)
-        self._tls = self.startedTLS = True
+        self.state = UNAUTH
+        self.tagged(tag, b"OK", b"Begin TLS negotiation now")
+        self.transport.startTLS(self.context.tlsOptions)
+        self._tls = True
         self.log.info("imap: STARTTLS from {peer}", peer=self.peer)
 
-    unauth_STARTTLS = (do_STARTTLS,)
-
-    def do_LOGIN(self, tag, user, password):
+    def imap_LOGIN(self, tag, args):
         """
-        RFC 3501 6.2.3 (only under TLS, see L{dispatchCommand}).
+        RFC 3501 6.2.3, only under TLS.
         """
-        self._login(tag, user, password, b"LOGIN")
+        if not self._tls:
+            self.log.info("imap: LOGIN without TLS from {peer} refused", peer=self.peer)
+            self.tagged(tag, b"NO", NO_PLAINTEXT)
+            return None
+        args.sp()
+        user = args.astring()
+        args.sp()
+        password = args.astring()
+        args.end()
+        return self._login(tag, user, password, b"LOGIN")
 
-    unauth_LOGIN = (do_LOGIN, arg_astring, arg_finalastring)
-
-    def do_AUTHENTICATE(self, tag, args):
+    def imap_AUTHENTICATE(self, tag, args):
         """
         RFC 3501 6.2.2 with the PLAIN mechanism (RFC 4616), optionally with an
         initial response (RFC 4959).
         """
-        words = (args or b"").split()
-        if not words or len(words) > 2:
-            self.sendBadResponse(tag, b"Invalid arguments")
-            return
-        if words[0].upper() != b"PLAIN":
-            self.sendNegativeResponse(tag, b"Unsupported authentication mechanism")
-            return
-        if len(words) == 2:
-            self._authenticatePlain(tag, b"" if words[1] == b"=" else words[1])
-            return
-        self._authTag = tag
-        self.parseState = "authenticate"
-        self.sendContinuationRequest(b"")
-
-    unauth_AUTHENTICATE = (do_AUTHENTICATE, imap4.IMAP4Server.arg_line)
-
-    def parse_authenticate(self, line):
-        tag, self._authTag = self._authTag, None
-        self.parseState = "command"
-        if line == b"*":
-            self.sendBadResponse(tag, b"AUTHENTICATE cancelled")
-            return
-        self._authenticatePlain(tag, line)
-
-    def _authenticatePlain(self, tag, encoded):
-        try:
-            response = base64.b64decode(encoded, validate=True)
-        except binascii.Error:
-            self.sendBadResponse(tag, b"Invalid base64 data")
-            return
-        parts = response.split(b"\0")
-        if len(parts) != 3:
-            self.sendBadResponse(tag, b"Invalid PLAIN response")
-            return
-        authzid, user, password = parts
-        if authzid and authzid.lower() != user.lower():
-            self.sendNegativeResponse(
-                tag, b"[AUTHORIZATIONFAILED] Authorization identity refused"
+        if not self._tls:
+            self.log.info(
+                "imap: AUTHENTICATE without TLS from {peer} refused", peer=self.peer
             )
-            return
-        self._login(tag, user, password, b"AUTHENTICATE")
+            self.tagged(tag, b"NO", NO_PLAINTEXT)
+            return None
+        args.sp()
+        mechanism = args.atom("mechanism").upper()
+        initial = None
+        if not args.atEnd():
+            args.sp()
+            initial = args.run(ATOM_CHARS, "initial response")
+        args.end()
+        if mechanism != b"PLAIN":
+            self.tagged(tag, b"NO", b"Unsupported authentication mechanism")
+            return None
+        if initial is not None:
+            return self._authPlain(tag, initial)
+        d = defer.Deferred()
+
+        def response(line):
+            result = self._authPlain(tag, line)
+            if isinstance(result, defer.Deferred):
+                result.chainDeferred(d)
+            else:
+                d.callback(None)
+
+        self._continuation = response
+        self.sendLine(b"+ ")
+        return d
+
+    def _authPlain(self, tag, response):
+        if response == b"*":
+            self.tagged(tag, b"BAD", b"AUTHENTICATE cancelled")
+            return None
+        try:
+            message = b"" if response == b"=" else base64.b64decode(response, validate=True)
+        except (binascii.Error, ValueError):
+            self.tagged(tag, b"BAD", b"Invalid base64 data")
+            return None
+        parts = message.split(b"\0")
+        if len(parts) != 3:
+            self.tagged(tag, b"BAD", b"Invalid PLAIN response")
+            return None
+        authzid, authcid, password = parts
+        if authzid and authzid.lower() != authcid.lower():
+            self.tagged(tag, b"NO", b"[AUTHORIZATIONFAILED] Authorization identity refused")
+            return None
+        return self._login(tag, authcid, password, b"AUTHENTICATE")
 
     def _login(self, tag, user, password, command):
+        userText = user.decode("utf-8", "replace")
         d = self.context.portal.login(UsernamePassword(user, password), None, IMailUser)
-        d.addCallbacks(
-            self._loggedIn,
-            self._loginFailed,
-            (tag, user, command),
-            None,
-            (tag, user, command),
-            None,
-        )
 
-    def _loggedIn(self, result, tag, user, command):
-        iface, avatar, logout = result
-        if self._closing:
-            logout()
-            return
-        self.account = MaildirAccount(avatar, self.context.runBlocking)
-        self._onLogout = logout
-        self.state = "auth"
-        self.setTimeout(self.POSTAUTH_TIMEOUT)
-        self.log.info(
-            "imap: login {user} from {peer}", user=avatar.address, peer=self.peer
-        )
-        self.sendPositiveResponse(tag, command + b" completed")
-
-    def _loginFailed(self, failure, tag, user, command):
-        if failure.check(UnauthorizedLogin, UnhandledCredentials):
-            self.log.info(
-                "imap: failed login for {user!r} from {peer}",
-                user=user.decode("utf-8", "replace"),
-                peer=self.peer,
-            )
-            self.sendNegativeResponse(tag, AUTH_FAILED)
-        else:
-            self.log.failure("imap: login error for {peer}", failure, peer=self.peer)
-            self.sendNegativeResponse(
-                tag, b"[UNAVAILABLE] Authentication is temporarily unavailable"
-            )
-
-    # -- authenticated
-
-    def do_SELECT(self, tag, name, rw, command):
-        """
-        RFC 3501 6.3.1 and 6.3.2.  Whatever was selected is deselected first,
-        also when the new SELECT fails.
-        """
-        self._closeMailbox()
-        name = imap4._parseMbox(name)
-        d = defer.maybeDeferred(self.account.select, name, rw)
-        d.addCallbacks(
-            self._selected, self._serverError, (tag, command), None, (tag,), None
-        )
-
-    auth_SELECT = select_SELECT = (do_SELECT, arg_finalastring, True, b"SELECT")
-    auth_EXAMINE = select_EXAMINE = (do_SELECT, arg_finalastring, False, b"EXAMINE")
-
-    def _selected(self, mbox, tag, command):
-        if mbox is None:
-            self.sendNegativeResponse(tag, b"[NONEXISTENT] Mailbox does not exist")
-            return
-        if self._closing:
-            mbox.close()
-            return
-        self.mbox = mbox
-        self.state = "select"
-        mbox.watch(self._folderChangedInThread)
-        untagged = self.sendUntaggedResponse
-        untagged(b"FLAGS " + _FLAG_LIST)
-        untagged(b"%d EXISTS" % (mbox.getMessageCount(),))
-        untagged(b"%d RECENT" % (mbox.getRecentCount(),))
-        unseen = mbox.firstUnseen()
-        if unseen is not None:
-            untagged(b"OK [UNSEEN %d] First unseen message" % (unseen,))
-        untagged(b"OK [UIDVALIDITY %d] UIDs valid" % (mbox.getUIDValidity(),))
-        untagged(b"OK [UIDNEXT %d] Predicted next UID" % (mbox.getUIDNext(),))
-        if mbox.isWriteable():
-            untagged(b"OK [PERMANENTFLAGS " + _FLAG_LIST + b"] Flags permitted")
-            mode = b"READ-WRITE"
-        else:
-            untagged(b"OK [PERMANENTFLAGS ()] Read-only mailbox")
-            mode = b"READ-ONLY"
-        self.sendPositiveResponse(tag, b"[" + mode + b"] " + command + b" completed")
-
-    def do_LIST(self, tag, ref, pattern, command):
-        """
-        RFC 3501 6.3.8 (LIST) and 6.3.9 (LSUB); only INBOX is listed for now.
-        """
-        ref, pattern = imap4._parseMbox(ref), imap4._parseMbox(pattern)
-        delimiter = b'"' + DELIMITER.encode("ascii") + b'"'
-        if command == b"LIST" and not pattern:
-            # The hierarchy delimiter and root of the reference.
-            root = ref.split(DELIMITER, 1)[0] + DELIMITER if DELIMITER in ref else ""
-            self.sendUntaggedResponse(
-                b"LIST (\\Noselect) " + delimiter + b" " + _mailboxName(root)
-            )
-        else:
-            for name, info in self.account.listMailboxes(ref, pattern):
-                if command == b"LSUB" and not self.account.isSubscribed(name):
-                    continue
-                attributes = " ".join(info.getFlags()).encode("ascii")
-                self.sendUntaggedResponse(
-                    command
-                    + b" ("
-                    + attributes
-                    + b") "
-                    + delimiter
-                    + b" "
-                    + _mailboxName(name)
-                )
-        self.sendPositiveResponse(tag, command + b" completed")
-
-    auth_LIST = select_LIST = (do_LIST, arg_astring, arg_finalastring, b"LIST")
-    auth_LSUB = select_LSUB = (do_LIST, arg_astring, arg_finalastring, b"LSUB")
-
-    def do_STATUS(self, tag, name, items):
-        """
-        RFC 3501 6.3.10.
-        """
-        items = [item.upper() for item in items]
-        if not items or any(item not in _STATUS_ITEMS for item in items):
-            self.sendBadResponse(tag, b"Invalid status items")
-            return
-        name = imap4._parseMbox(name)
-
-        def opened(mbox):
-            if mbox is None:
-                self.sendNegativeResponse(tag, b"[NONEXISTENT] Mailbox does not exist")
+        def loggedIn(result):
+            _, avatar, logout = result
+            if self._closing:
+                logout()
                 return
-            values = {
-                b"MESSAGES": mbox.getMessageCount(),
-                b"RECENT": mbox.getRecentCount(),
-                b"UIDNEXT": mbox.getUIDNext(),
-                b"UIDVALIDITY": mbox.getUIDValidity(),
-                b"UNSEEN": mbox.getUnseenCount(),
-            }
-            mbox.close()
-            pairs = b" ".join(b"%s %d" % (item, values[item]) for item in items)
-            self.sendUntaggedResponse(
-                b"STATUS " + _mailboxName(name) + b" (" + pairs + b")"
-            )
-            self.sendPositiveResponse(tag, b"STATUS completed")
+            limit = self.context.config.access.maxConnectionsPerUser
+            if not self.connections.acquire(avatar.address, limit):
+                logout()
+                self.log.info(
+                    "imap: {user} from {peer} refused: {limit} connections already",
+                    user=avatar.address, peer=self.peer, limit=limit,
+                )
+                self.tagged(tag, b"NO", b"[LIMIT] Too many connections for this user")
+                return
+            self._counted = True
+            self.user, self._logout = avatar, logout
+            self.state = AUTH
+            self.setTimeout(self.context.config.access.imapTimeout)
+            self.log.info("imap: {user} logged in from {peer}", user=avatar.address,
+                          peer=self.peer)
+            self.tagged(tag, b"OK", command + b" completed")
 
-        d = defer.maybeDeferred(self.account.select, name, False)
-        d.addCallbacks(opened, self._serverError, errbackArgs=(tag,))
+        def failed(failure):
+            if self._closing:
+                return
+            if failure.check(UnauthorizedLogin, UnhandledCredentials):
+                self.log.info("imap: failed login for {user!r} from {peer}",
+                              user=userText, peer=self.peer)
+                self.tagged(tag, b"NO", AUTH_FAILED)
+            else:
+                self.log.failure("imap: login error from {peer}", failure, peer=self.peer)
+                self.tagged(tag, b"NO", b"[UNAVAILABLE] Authentication temporarily unavailable")
 
-    auth_STATUS = select_STATUS = (
-        do_STATUS,
-        arg_astring,
-        imap4.IMAP4Server.arg_plist,
-    )
+        return d.addCallbacks(loggedIn, failed)
 
-    def do_IDLE(self, tag):
+    # -- extensions of any logged-in state
+
+    def _enableCondstore(self):
+        """
+        RFC 7162 3.1: a CONDSTORE-enabling command; from now on FETCH
+        responses with FLAGS carry MODSEQ.
+        """
+        self.condstore = True
+
+    def imap_ENABLE(self, tag, args):
+        """
+        RFC 5161: CONDSTORE is the only extension that needs enabling.
+        """
+        args.sp()
+        names = [args.atom("capability").upper()]
+        while not args.atEnd():
+            args.sp()
+            names.append(args.atom("capability").upper())
+        enabled = []
+        if b"CONDSTORE" in names:
+            self._enableCondstore()
+            enabled.append(b"CONDSTORE")
+        self.untagged(b"ENABLED" + b"".join(b" " + n for n in enabled))
+        return self._finish(tag, b"ENABLE completed")
+
+    def imap_IDLE(self, tag, args):
         """
         RFC 2177: report changes as they happen until the client says DONE.
         """
+        args.end()
+        d = defer.Deferred()
         self._idleTag = tag
-        self.parseState = "idle"
-        self.sendContinuationRequest(b"idling")
-        if self.mbox is not None:
+        self._idleDone = d
+        self._continuation = self._idleLine
+        self.sendLine(b"+ idling")
+        if self.selected is not None:
+            self._watching = self.selected.folder
+            self.poller.watch(self._watching)
             self._idleRefresh()
+        return d
 
-    auth_IDLE = select_IDLE = (do_IDLE,)
-
-    def parse_idle(self, line):
+    def _idleLine(self, line):
         if line.upper() != b"DONE":
-            self.sendBadResponse(None, b"Expected DONE")
+            self.untagged(b"BAD Expected DONE")
+            self._continuation = self._idleLine
             return
         tag, self._idleTag = self._idleTag, None
-        self.parseState = "command"
+        if self._watching is not None:
+            self.poller.unwatch(self._watching)
+            self._watching = None
+        d = self._idleDone
         self._whenRefreshed().addCallback(
-            lambda _: self.sendPositiveResponse(tag, b"IDLE terminated")
-        )
-
-    # Unsupported for now: BAD rather than Twisted's half-working versions
-    # (APPEND without a size cap, COPY and SEARCH through IMessage).
-    auth_APPEND = select_APPEND = None
-    select_COPY = None
-    select_SEARCH = None
-
-    # -- selected
-
-    def do_CHECK(self, tag):
-        """
-        RFC 3501 6.4.1: nothing to flush (the store writes through), but a
-        good point to report changes.
-        """
-        self._withRefresh(tag, b"CHECK completed")
-
-    select_CHECK = (do_CHECK,)
-
-    def do_CLOSE(self, tag):
-        """
-        RFC 3501 6.4.2: remove C{\\Deleted} messages silently (not in a
-        read-only session) and go back to the authenticated state.
-        """
-        mbox = self.mbox
-        self._closeMailbox()
-
-        def closed(_):
-            self.sendPositiveResponse(tag, b"CLOSE completed")
-
-        mbox.removeDeleted().addCallbacks(closed, self._serverError, errbackArgs=(tag,))
-
-    select_CLOSE = (do_CLOSE,)
-
-    def do_EXPUNGE(self, tag):
-        """
-        RFC 3501 6.4.3: one untagged EXPUNGE per removed message, highest
-        sequence number first.
-        """
-        if not self.mbox.isWriteable():
-            self.sendNegativeResponse(tag, b"[READ-ONLY] Mailbox is read-only")
-            return
-        self._withRefresh(tag, b"EXPUNGE completed", expungeDeleted=True)
-
-    select_EXPUNGE = (do_EXPUNGE,)
-
-    def do_FETCH(self, tag, messages, query, uid=0):
-        """
-        RFC 3501 6.4.5 and 6.4.8 (UID FETCH).
-        """
-        if not query:
-            self.sendBadResponse(tag, b"Missing fetch attributes")
-            return
-        try:
-            fetch.checkQuery(query)
-        except fetch.UnsupportedFetchItem as e:
-            what = str(e).encode("ascii", "replace")
-            self.sendBadResponse(tag, b"Unsupported fetch attribute: " + what)
-            return
-        try:
-            seqs = self.mbox.sequenceNumbers(messages, uid)
-        except InvalidMessageNumber:
-            self.sendBadResponse(tag, b"Invalid message sequence number")
-            return
-        if uid and not fetch.wantsUID(query):
-            query = query + [imap4._FetchParser.UID()]
-        command = b"UID FETCH" if uid else b"FETCH"
-        self._fetch(tag, self.mbox, seqs, query, command).addErrback(
-            self._fetchFailed
-        )
-
-    select_FETCH = (do_FETCH, imap4.IMAP4Server.arg_seqset, arg_fetchatt)
-
-    @defer.inlineCallbacks
-    def _fetch(self, tag, mbox, seqs, query, command):
-        gone = set()
-        newlySeen = set()
-        if mbox.isWriteable() and fetch.setsSeen(query):
-            # RFC 3501 6.4.5: \Seen is set, and the changed flags are
-            # reported in the same FETCH response.
-            unseen = [s for s in seqs if SEEN not in mbox.messages[s - 1].info.flags]
-            if unseen:
-                updated, lost = yield mbox.storeFlags(unseen, [SEEN], 1)
-                newlySeen.update(updated)
-                gone.update(lost)
-        load = fetch.needsContent(query)
-        withFlags = query + [imap4._FetchParser.Flags()]
-        if fetch.wantsFlags(query):
-            withFlags = query
-        flow = _WriteFlow()
-        self.transport.registerProducer(flow, True)
-        try:
-            for seq in seqs:
-                if not self._connected or self._closing:
-                    return
-                if seq in gone:
-                    continue
-                msg = mbox.messages[seq - 1]
-                if load:
-                    try:
-                        yield self.context.runBlocking(msg.load, mbox.folder)
-                    except MessageGone:
-                        gone.add(seq)
-                        continue
-                msgQuery = withFlags if seq in newlySeen else query
-                try:
-                    self.transport.write(fetch.fetchResponse(seq, msg, msgQuery))
-                finally:
-                    msg.content = None
-                self.resetTimeout()
-                yield flow.whenWritable()
-        finally:
-            if self._connected:
-                self.transport.unregisterProducer()
-        if gone:
-            self.sendNegativeResponse(tag, GONE)
-        else:
-            self.sendPositiveResponse(tag, command + b" completed")
-
-    def _fetchFailed(self, failure):
-        # Part of a response may be out already: nothing sound can follow.
-        self.log.failure("imap: FETCH failed for {peer}", failure, peer=self.peer)
-        self._close()
-
-    def do_STORE(self, tag, messages, mode, flags, uid=0):
-        """
-        RFC 3501 6.4.6 and 6.4.8 (UID STORE).
-        """
-        mode = mode.upper()
-        silent = mode.endswith(b".SILENT")
-        if silent:
-            mode = mode[: -len(b".SILENT")]
-        sign = {b"FLAGS": 0, b"+FLAGS": 1, b"-FLAGS": -1}.get(mode)
-        if sign is None:
-            self.sendBadResponse(tag, b"Invalid STORE data item")
-            return
-        mbox = self.mbox
-        try:
-            seqs = mbox.sequenceNumbers(messages, uid)
-        except InvalidMessageNumber:
-            self.sendBadResponse(tag, b"Invalid message sequence number")
-            return
-        if not mbox.isWriteable():
-            self.sendNegativeResponse(tag, b"[READ-ONLY] Mailbox is read-only")
-            return
-        command = b"UID STORE" if uid else b"STORE"
-        mbox.storeFlags(seqs, flags, sign).addCallbacks(
-            self._stored,
-            self._serverError,
-            (tag, mbox, uid, silent, command),
-            None,
-            (tag,),
-            None,
-        )
-
-    select_STORE = (do_STORE, imap4.IMAP4Server.arg_seqset, arg_atom, arg_flaglist)
-
-    def _stored(self, result, tag, mbox, uid, silent, command):
-        updated, gone = result
-        if not silent:
-            for seq in sorted(updated):
-                uidPart = b" UID %d" % (mbox.getUID(seq),) if uid else b""
-                self.sendUntaggedResponse(
-                    b"%d FETCH (FLAGS %s%s)" % (seq, _flagList(updated[seq]), uidPart)
-                )
-        if gone:
-            self.sendNegativeResponse(tag, GONE)
-        else:
-            self.sendPositiveResponse(tag, command + b" completed")
-
-    def do_UID(self, tag, command, line):
-        """
-        RFC 3501 6.4.8, for the commands this server has.
-        """
-        command = command.upper()
-        if command not in (b"FETCH", b"STORE"):
-            self.sendBadResponse(tag, b"Unsupported UID command")
-            return
-        self.dispatchCommand(tag, command, line, uid=1)
-
-    select_UID = (do_UID, arg_atom, imap4.IMAP4Server.arg_line)
+            lambda _: self.tagged(tag, b"OK", b"IDLE terminated")
+        ).chainDeferred(d)
 
     # -- reporting other sessions' changes
 
-    def _withRefresh(self, tag, text, expungeDeleted=False):
+    def _update(self, allowExpunge=True):
         """
-        Report the selected folder's changes (if one is selected), then
-        answer C{tag OK text}.
+        Bring the selected folder's view up to date and send the untagged
+        responses for what changed.
+
+        @return: a L{defer.Deferred}.
         """
-        if self.mbox is None:
-            self.sendPositiveResponse(tag, text)
-            return
-        d = self._refresh(expungeDeleted)
-        d.addCallbacks(
-            lambda _: self.sendPositiveResponse(tag, text),
-            self._serverError,
-            errbackArgs=(tag,),
+        selected = self.selected
+        if selected is None:
+            return defer.succeed(None)
+        d = self.context.runBlocking(
+            selected.folder.changes, selected.modseq, selected.lastUID, len(selected),
+            selected.writeable,
         )
 
-    def _refresh(self, expungeDeleted=False):
-        mbox = self.mbox
-        return mbox.refresh(expungeDeleted).addCallback(self._report, mbox)
+        def apply(result):
+            if selected is not self.selected or not self._connected:
+                return
+            changes = selected.update(*result, allowExpunge=allowExpunge)
+            if changes is not None:
+                self._sendChanges(changes)
 
-    def _report(self, changes, mbox):
+        def gone(failure):
+            failure.trap(NoSuchFolder)
+            if selected is self.selected and self._connected:
+                self.untagged(b"BYE Selected mailbox was deleted")
+                self._close()
+
+        return d.addCallbacks(apply, gone)
+
+    def _sendChanges(self, changes):
         """
-        Send the untagged responses for L{mailplat.imap.mailbox.Changes}.
+        Send the untagged responses for L{mailplat.imap.selected.Changes}.
         """
-        if mbox is not self.mbox or not self._connected:
-            return
+        selected = self.selected
         for seq in changes.expunged:
-            self.sendUntaggedResponse(b"%d EXPUNGE" % (seq,))
-        for seq in sorted(changes.flags):
-            self.sendUntaggedResponse(
-                b"%d FETCH (FLAGS %s)" % (seq, _flagList(changes.flags[seq]))
-            )
+            self.untagged(b"%d EXPUNGE" % seq)
+        if changes.keywords is not None:
+            self._sendFlags(changes.keywords)
+        for seq, info in changes.flags:
+            line = b"%d FETCH (FLAGS " % seq + flagList(
+                orderedFlags(info.flags, selected.isRecent(info.uid)))
+            if self.condstore:
+                line += b" MODSEQ (%d)" % info.modseq
+            self.untagged(line + b")")
         if changes.exists is not None:
-            self.sendUntaggedResponse(b"%d EXISTS" % (changes.exists,))
-            self.sendUntaggedResponse(b"%d RECENT" % (changes.recent,))
+            self.untagged(b"%d EXISTS" % changes.exists)
+            self.untagged(b"%d RECENT" % changes.recent)
 
     def _folderChangedInThread(self):
         self.context.callFromThread(self._folderChanged)
 
     def _folderChanged(self):
-        if self._idleTag is not None and self.mbox is not None:
+        if self._idleTag is not None and self.selected is not None:
             self._idleRefresh()
 
     def _idleRefresh(self):
         """
-        Refresh while idling, one refresh at a time; a change that comes in
-        meanwhile triggers one more.
+        Report changes while idling, one refresh at a time; a change that
+        comes in meanwhile triggers one more.
         """
         if self._refreshing is not None:
             self._refreshAgain = True
             return
         self._refreshAgain = False
-        self._refreshing = self._refresh()
+        self._refreshing = self._update()
 
         def done(result):
             self._refreshing = None
-            if self._refreshAgain and self._idleTag is not None and self.mbox:
+            if self._refreshAgain and self._idleTag is not None and self.selected:
                 self._idleRefresh()
             else:
                 waiters, self._refreshWaiters = self._refreshWaiters, []
@@ -894,6 +855,12 @@ class IMAPServer(imap4.IMAP4Server):
         d = defer.Deferred()
         self._refreshWaiters.append(d)
         return d
+
+
+
+
+
+
 
 
 class IMAPFactory(protocol.Factory):
@@ -916,8 +883,9 @@ class IMAPFactory(protocol.Factory):
         """
         self.context = context
         self.listener = listener
+        self.connections, self.poller = sharedFor(context)
 
     def buildProtocol(self, addr):
-        p = self.protocol(self.context, self.listener)
+        p = self.protocol(self.context, self.listener, self.connections, self.poller)
         p.factory = self
         return p

@@ -28,6 +28,19 @@ class SessionFacts:
     @ivar size: at the C{data} stage, the message size in bytes.
     @ivar onClose: callables run when the connection ends (a check that
         counts something releases it there).
+    @ivar spool: at the C{data} stage, the L{mailplat.queue.store.SpoolFile}
+        holding the message: its content is the file C{spool.tmpPath} from
+        C{spool.offset} (the Received field mailplat added comes first);
+        read it with C{context.runBlocking}.
+    @ivar extraHeaders: header fields (L{bytes}, each ending with CRLF) that
+        C{data} checks add, such as C{Authentication-Results} (RFC 8601) or
+        C{DKIM-Signature}; they are stored with the message and prepended to
+        it at delivery, in this order, above everything else but Return-Path.
+    @ivar trust: the sender-authentication state of the session, kept by
+        the checks of L{mailplat.trust.checks} (SPF results from MAIL for
+        DMARC at DATA, iprev and DNSBL lookups started at connect, the
+        message's Authentication-Results): a
+        L{mailplat.trust.state.TrustState}, or L{None} before one is needed.
     """
 
     context: Any
@@ -45,3 +58,6 @@ class SessionFacts:
     receivedCount: int = 0
     size: int = 0
     onClose: list = field(default_factory=list)
+    spool: Any = None
+    extraHeaders: list = field(default_factory=list)
+    trust: Any = None

@@ -5,6 +5,9 @@ pipeline from the config.
 Order: C{connection_limits} and C{greet_pause} first, then the C{[[check]]}
 tables in config order (a table may name a built-in to place it), then the
 built-ins not named: C{submission}, C{recipients}, C{relay}, C{mail_loop}.
+The sender-authentication checks of L{mailplat.trust.checks} are built-ins
+that run only when a table names them (then C{authentication_results} is
+added last, unless named).
 Recipients are refused unless a check accepts them: deny by default.
 """
 
@@ -13,6 +16,7 @@ from twisted.plugin import getPlugins
 from mailplat.interfaces import ICheck, ICheckFactory
 from mailplat.policy.builtin import BUILTINS
 from mailplat.policy.pipeline import Pipeline
+from mailplat.trust.checks import INBOUND, TRUST_CHECKS, AuthenticationResultsCheck
 
 _FIRST = ("connection_limits", "greet_pause")
 
@@ -36,7 +40,7 @@ def checkFactories(plugins=None):
     """
     if plugins is None:
         plugins = list(getPlugins(ICheckFactory))
-    factories = {f.name: f for f in BUILTINS}
+    factories = {f.name: f for f in BUILTINS + TRUST_CHECKS}
     problems = []
     for plugin in plugins:
         name = getattr(plugin, "name", None)
@@ -96,4 +100,9 @@ def buildPipeline(context, plugins=None):
         for f in BUILTINS
         if f.name not in named and f.name not in _FIRST
     ]
+    # The sender-authentication checks (mailplat.trust) run only when named;
+    # a quarantine one of them decides is applied at the end of DATA.
+    inbound = {f.name for f in INBOUND}
+    if named & inbound and AuthenticationResultsCheck.name not in named:
+        last.append(AuthenticationResultsCheck.makeCheck({}, context))
     return Pipeline(first + configured + last)

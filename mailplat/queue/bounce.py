@@ -21,7 +21,10 @@ answered with another one.
 """
 
 import email.utils
+import re
 import secrets
+
+_SMTP_REPLY = re.compile(r"^[245]\d\d[ -]")
 
 #: A RET=FULL notice carries the whole message only up to this size; a larger
 #: one gets its header only (like Postfix's bounce_size_limit).
@@ -176,8 +179,9 @@ def buildNotice(
         status.append(f"Status: {r.lastStatus or ('2.0.0' if action in SUCCESS_NOTICES else '4.0.0')}")
         if r.remoteMTA:
             status.append(f"Remote-MTA: dns; {r.remoteMTA}")
-            if r.lastError:
-                status.append(f"Diagnostic-Code: smtp; {_oneLine(r.lastError)}")
+        if r.remoteMTA and _SMTP_REPLY.match(r.lastError):
+            # What the remote server said (RFC 3464 2.3.6).
+            status.append(f"Diagnostic-Code: smtp; {_oneLine(r.lastError)}")
         elif r.lastError:
             status.append(f"Diagnostic-Code: X-mailplat; {_oneLine(r.lastError)}")
         status.append(f"Last-Attempt-Date: {date}")

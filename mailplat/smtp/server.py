@@ -973,6 +973,8 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         if t.decoder is not None:
             received = max(received, t.decoder.receivedCount)
         self.facts.receivedCount = received
+        self.facts.spool = t.spool
+        self.facts.extraHeaders = []
         d = self.context.policy.run("data", self.facts)
         d.addCallback(self._dataVerdict, t)
         return d
@@ -987,8 +989,13 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             if verdict.action == V.DISCONNECT:
                 return self._closeWith(verdict.reply)
             return self.reply(verdict.reply)
+        self.facts.spool = None
         if verdict.action == V.QUARANTINE:
             t.spool.envelope.params["quarantine"] = verdict.reason or "policy"
+        if self.facts.extraHeaders:
+            t.spool.envelope.headers = [
+                h.decode("utf-8", "replace") for h in self.facts.extraHeaders
+            ]
         d = self.context.runBlocking(t.spool.commit)
         d.addCallbacks(self._committed, self._commitFailed, errbackArgs=(queueId,))
         return d

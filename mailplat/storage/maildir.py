@@ -1,22 +1,35 @@
 """
-Maildir folders (U{https://cr.yp.to/proto/maildir.html}) with a UID index, and
-the store that maps a user to their folders.
+Maildir folders (U{https://cr.yp.to/proto/maildir.html}, Maildir++ for
+subfolders) with a per-user index, and the store that maps a user to their
+folders.
 
-Every method here does disk I/O and may block: protocol code calls them through
-C{deferToThread}; each folder serialises its callers with a lock, so delivery,
-several IMAP sessions and POP3 can share one folder.  Flags live in the file
-names (C{:2,FRS}) as other Maildir programs expect; UIDs live in the index.
+Bodies live in the Maildir, stored exactly as they are served: CRLF line
+endings, so that sizes (POP3 LIST, IMAP RFC822.SIZE) and DKIM signatures are
+byte-exact.  System flags are also kept in the file names (C{:2,FRS}) as
+other Maildir programs expect.  Everything else -- UIDs, keywords,
+modification sequences, INTERNALDATE, C{\\Recent} -- lives in the user's
+index (L{mailplat.storage.index}).
 
-Messages are stored exactly as they will be served, with CRLF line endings, so
-that sizes (POP3 LIST, IMAP RFC822.SIZE) and DKIM signatures are byte-exact.
+Every method here does disk I/O and may block: protocol code calls them
+through C{runBlocking}.  Each user's folders share one lock, so delivery,
+several IMAP sessions and POP3 can use them at once, and a COPY or MOVE
+between two folders is one atomic step.
+
+Files are changed before the index: a crash in between leaves a difference
+that the next directory scan repairs (a new file is adopted, a missing one is
+forgotten, a renamed one keeps its UID).  The scan runs whenever the
+modification time of C{new/} or C{cur/} changes, which is also how mail
+dropped into the Maildir by another program gets its UID.
 """
 
 import itertools
 import os
-import re
+import shutil
 import socket
 import threading
 import time
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from zope.interface import implementer
@@ -25,12 +38,27 @@ from mailplat._fsutil import fsyncDirectory
 from mailplat.interfaces import (
     INBOX,
     BadFolderName,
+    FolderExists,
+    FolderNotRemovable,
     IMailFolder,
     IMailStore,
     MessageGone,
     NoSuchFolder,
+    QuotaExceeded,
 )
-from mailplat.storage.uidindex import UIDIndex
+from mailplat.storage import names as _names
+from mailplat.storage.index import UserIndex, indexPath
+
+# Re-exported for callers that catch them from here.
+__all__ = [
+    "BadFolderName",
+    "MaildirFolder",
+    "MaildirStore",
+    "MessageGone",
+    "MessageInfo",
+    "NoSuchFolder",
+    "SPECIAL_FOLDERS",
+]
 
 # IMAP system flag <-> Maildir info letter (the letters must stay sorted in
 # file names).
@@ -43,22 +71,39 @@ FLAG_LETTERS = {
 }
 LETTER_FLAGS = {v: k for k, v in FLAG_LETTERS.items()}
 SYSTEM_FLAGS = tuple(FLAG_LETTERS)
+DELETED = "\\Deleted"
 
+# The folders every user has, with their RFC 6154 attribute.
+SPECIAL_FOLDERS = (
+    ("Archive", "\\Archive"),
+    ("Drafts", "\\Drafts"),
+    ("Junk", "\\Junk"),
+    ("Sent", "\\Sent"),
+    ("Trash", "\\Trash"),
+)
+
+LEGACY_INDEX = "mailplat-uidlist"
+_TRASH_PREFIX = ".#deleted-"
 _COPY_CHUNK = 256 * 1024
+# A directory whose modification time is this recent may change again
+# within the same clock tick: it is scanned again next time.
+_SETTLE_NS = 1_000_000_000
 
 
 @dataclass(frozen=True)
 class MessageInfo:
     """
-    One message of a folder snapshot.
+    One message of a folder.
 
     @ivar uid: its UID, stable across sessions and restarts.
     @ivar key: the Maildir unique name (the file name before C{:2,}).
-    @ivar path: the file's current absolute path.
-    @ivar flags: the IMAP system flags, a L{frozenset} of L{str}.
+    @ivar path: the file's absolute path when the info was made.
+    @ivar flags: the IMAP flags (system flags and keywords), a L{frozenset}
+        of L{str}.
     @ivar size: the size in bytes, exactly as served.
-    @ivar recent: whether the message is still in C{new/}.
-    @ivar mtime: the delivery time (the file's mtime), used as INTERNALDATE.
+    @ivar recent: whether the message is still C{\\Recent}.
+    @ivar internalDate: the INTERNALDATE (RFC 3501 2.3.3), a POSIX time.
+    @ivar modseq: its modification sequence (RFC 7162).
     """
 
     uid: int
@@ -67,21 +112,43 @@ class MessageInfo:
     flags: frozenset
     size: int
     recent: bool
-    mtime: float
+    internalDate: float
+    modseq: int = 0
+
+    @property
+    def mtime(self):
+        return self.internalDate
+
+
+def systemFlags(flags):
+    return frozenset(f for f in flags if f in FLAG_LETTERS)
+
+
+def storableFlags(flags):
+    """
+    The flags that can be stored: the system flags and keywords, not
+    C{\\Recent} (which belongs to a session) nor unknown C{\\} names.
+    """
+    return frozenset(f for f in flags if f in FLAG_LETTERS or not f.startswith("\\"))
 
 
 def _parseName(name):
     """
-    @return: C{(key, flags)} for a Maildir file name.
+    @return: C{(key, systemFlags)} for a Maildir file name.
     """
     key, sep, info = name.partition(":2,")
-    flags = frozenset(LETTER_FLAGS[c] for c in info if c in LETTER_FLAGS)
-    return key, flags
+    return key, frozenset(LETTER_FLAGS[c] for c in info if c in LETTER_FLAGS)
 
 
-def _sizeFromName(key):
-    m = re.search(r",S=(\d+)", key)
-    return int(m.group(1)) if m else None
+def _fileName(key, flags, inNew=False):
+    """
+    The path of a message file relative to its folder: in C{new/} when it
+    has no system flags and C{inNew}, else in C{cur/} with the flags.
+    """
+    flags = systemFlags(flags)
+    if inNew and not flags:
+        return "new/" + key
+    return "cur/" + key + ":2," + "".join(sorted(FLAG_LETTERS[f] for f in flags))
 
 
 class _UniqueNames:
@@ -95,53 +162,101 @@ class _UniqueNames:
         host = socket.gethostname() or "localhost"
         self._host = host.replace("/", "\\057").replace(":", "\\072")
 
-    def next(self, size):
+    def next(self, size=None):
         now = time.time()
         with self._lock:
             n = next(self._counter)
-        return (
-            f"{int(now)}.M{int((now % 1) * 1e6)}P{os.getpid()}Q{n}."
-            f"{self._host},S={size}"
-        )
+        name = f"{int(now)}.M{int((now % 1) * 1e6)}P{os.getpid()}Q{n}.{self._host}"
+        return name if size is None else f"{name},S={size}"
+
+
+def _writeFile(path, chunks):
+    """
+    Write C{chunks} (an iterable of bytes, or a binary file) to a new file and
+    fsync it.
+
+    @return: the number of bytes written.
+    """
+    if hasattr(chunks, "read"):
+        source = chunks
+        chunks = iter(lambda: source.read(_COPY_CHUNK), b"")
+    size = 0
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        for chunk in chunks:
+            view = memoryview(chunk)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+                size += n
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        os.unlink(path)
+        raise
+    os.close(fd)
+    return size
+
+
+def _toCRLF(path):
+    """
+    Rewrite a file that has bare LF line endings with CRLF (atomically).
+
+    @return: its size afterwards.
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    fixed = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    if fixed == data:
+        return len(data)
+    tmp = path + ".crlf"
+    _writeFile(tmp, [fixed])
+    os.rename(tmp, path)
+    return len(fixed)
 
 
 @implementer(IMailFolder)
 class MaildirFolder:
     """
-    One Maildir folder and its UID index.
+    One Maildir folder of one user.  Get it from L{MaildirStore.folder}: there
+    is one instance per folder, shared by every session and delivery, so
+    listeners hear about every change made in this process.
+
+    @ivar id: the folder's id in the index (stable across renames).
+    @ivar specialUse: its RFC 6154 attribute, or L{None}.
     """
 
-    def __init__(self, path, names):
-        self.path = path
-        self._names = names
-        self._lock = threading.RLock()
-        self._index = UIDIndex(path)
+    def __init__(self, user, row):
+        self._user = user
+        self.id = row.id
+        self._name = row.name
+        self.specialUse = row.specialUse
         self._listeners = []
-        self._created = False
+        self._stamp = None
+        self._settled = False
+        self._known = None
 
-    # -- structure
+    def __repr__(self):
+        return f"<MaildirFolder {self._user.address} {self._name!r}>"
 
-    def _ensure(self):
-        if self._created:
-            return
-        for sub in ("tmp", "new", "cur"):
-            os.makedirs(os.path.join(self.path, sub), mode=0o700, exist_ok=True)
-        self._created = True
+    @property
+    def name(self):
+        return self._name
 
-    def exists(self):
-        return os.path.isdir(os.path.join(self.path, "cur"))
+    @property
+    def path(self):
+        return self._user.folderPath(self._name)
 
-    def create(self):
-        with self._lock:
-            self._ensure()
-            self._index.load()
+    @property
+    def _index(self):
+        return self._user.index
 
     # -- listeners
 
     def addListener(self, listener):
         """
         Call C{listener()} (in the thread that made the change) after a
-        delivery, a flag change or an expunge.
+        delivery, a flag change or an expunge, by anyone.
         """
         self._listeners.append(listener)
 
@@ -153,222 +268,982 @@ class MaildirFolder:
         for listener in list(self._listeners):
             listener()
 
+    # -- structure
+
+    def _row(self):
+        row = self._index.folderById(self.id)
+        if row is None:
+            raise NoSuchFolder(self._name)
+        return row
+
+    def ensureDirectories(self):
+        path = self.path
+        for sub in ("tmp", "new", "cur"):
+            os.makedirs(os.path.join(path, sub), mode=0o700, exist_ok=True)
+        if self._name != INBOX:
+            marker = os.path.join(path, "maildirfolder")
+            if not os.path.exists(marker):
+                open(marker, "ab").close()
+
+    def exists(self):
+        with self._user.lock:
+            return self._index.folderById(self.id) is not None
+
+    def _dirStamp(self):
+        path = self.path
+        try:
+            return (
+                os.stat(os.path.join(path, "new")).st_mtime_ns,
+                os.stat(os.path.join(path, "cur")).st_mtime_ns,
+            )
+        except FileNotFoundError:
+            self.ensureDirectories()
+            return self._dirStamp()
+
+    def poll(self):
+        """
+        I{blocking}: look for changes made to the Maildir by other programs,
+        and tell the listeners if there are any.
+
+        @return: whether there were.
+        """
+        with self._user.lock:
+            self._row()
+            changed = self._sync()
+        if changed:
+            self._changed()
+        return changed
+
+    def _sync(self):
+        """
+        Bring the index in step with the directory if the directory changed
+        since the last look.  The caller holds the lock.
+
+        @return: whether the index changed.
+        """
+        stamp = self._dirStamp()
+        if stamp == self._stamp and self._settled:
+            return False
+        path = self.path
+        found = {}
+        for sub in ("new", "cur"):
+            with os.scandir(os.path.join(path, sub)) as entries:
+                for entry in entries:
+                    if entry.name.startswith("."):
+                        continue
+                    key, flags = _parseName(entry.name)
+                    if key in found and sub == "new":
+                        continue
+                    found[key] = (sub + "/" + entry.name, flags, sub == "new")
+        names = frozenset(v[0] for v in found.values())
+        changed = False
+        if names != self._known:
+            changed = self._reconcile(found)
+            self._known = names
+        self._stamp = stamp
+        self._settled = time.time_ns() - max(stamp) > _SETTLE_NS
+        return changed
+
+    def _reconcile(self, found):
+        rows = self._index.messages(self.id)
+        byKey = {row.key: row for row in rows}
+        removed = [row.uid for row in rows if row.key not in found]
+        renamed, reflagged = [], []
+        for row in rows:
+            entry = found.get(row.key)
+            if entry is None or entry[0] == row.name:
+                continue
+            name, flags, inNew = entry
+            if not inNew and flags != systemFlags(row.flags):
+                keywords = row.flags - frozenset(SYSTEM_FLAGS)
+                reflagged.append((row.uid, name, keywords | flags))
+            else:
+                renamed.append((row.uid, name))
+        path = self.path
+        new = []
+        for key, (name, flags, inNew) in found.items():
+            if key in byKey:
+                continue
+            full = os.path.join(path, name)
+            try:
+                mtime = os.stat(full).st_mtime
+                size = _toCRLF(full)
+            except FileNotFoundError:
+                continue
+            new.append((mtime, key, name, flags, size, inNew))
+        new.sort()
+        with self._index.transaction():
+            self._index.removeMessages(self.id, removed)
+            self._index.setFlags(self.id, reflagged)
+            self._index.setNames(self.id, renamed)
+            self._index.addMessages(
+                self.id,
+                [(key, name, flags, size, mtime, inNew)
+                 for mtime, key, name, flags, size, inNew in new],
+            )
+        return bool(removed or reflagged or new)
+
+    def _noteFiles(self, added=(), removed=()):
+        """
+        Record files this process added or removed, so that the next scan
+        does not mistake them for someone else's.
+        """
+        if self._known is not None:
+            self._known = (self._known - frozenset(removed)) | frozenset(added)
+
+    def _info(self, row, path=None):
+        return MessageInfo(
+            uid=row.uid,
+            key=row.key,
+            path=os.path.join(path or self.path, row.name),
+            flags=row.flags,
+            size=row.size,
+            recent=row.recent,
+            internalDate=row.internalDate,
+            modseq=row.modseq,
+        )
+
     # -- reading
 
     @property
     def uidValidity(self):
-        with self._lock:
-            self._ensure()
-            self._index.load()
-            return self._index.uidValidity
+        return self.status()["UIDVALIDITY"]
 
     @property
     def uidNext(self):
-        with self._lock:
-            self._ensure()
-            self._index.load()
-            return self._index.uidNext
+        return self.status()["UIDNEXT"]
 
-    def _scan(self):
+    @property
+    def highestModseq(self):
+        return self.status()["HIGHESTMODSEQ"]
+
+    def status(self):
         """
-        List C{new/} and C{cur/}: C{{key: (path, flags, recent)}}.
+        @return: a L{dict} with C{MESSAGES}, C{RECENT}, C{UIDNEXT},
+            C{UIDVALIDITY}, C{UNSEEN}, C{HIGHESTMODSEQ} and C{SIZE} (RFC 3501
+            6.3.10, RFC 7162 3.1.6, RFC 8438).
         """
-        found = {}
-        for sub in ("new", "cur"):
-            directory = os.path.join(self.path, sub)
-            with os.scandir(directory) as it:
-                for entry in it:
-                    if entry.name.startswith("."):
-                        continue
-                    key, flags = _parseName(entry.name)
-                    if sub == "new":
-                        flags = frozenset()
-                    found[key] = (entry.path, flags, sub == "new")
-        return found
+        with self._user.lock:
+            row = self._row()
+            changed = self._sync()
+            if changed:
+                row = self._row()
+            count, recent, unseen, size = self._index.status(self.id)
+        if changed:
+            self._changed()
+        return {
+            "MESSAGES": count,
+            "RECENT": recent,
+            "UIDNEXT": row.uidNext,
+            "UIDVALIDITY": row.uidValidity,
+            "UNSEEN": unseen,
+            "HIGHESTMODSEQ": row.highestModseq,
+            "SIZE": size,
+        }
 
     def snapshot(self):
         """
-        The folder's messages now, ordered by UID.  Messages put in the Maildir
-        by another program get the next UIDs; messages removed by another
-        program are dropped from the index.
+        The folder's messages now, ordered by UID.
 
         @return: a L{list} of L{MessageInfo}.
         """
-        with self._lock:
-            self._ensure()
-            self._index.load()
-            found = self._scan()
-            uids = self._index.uids
-            gone = [key for key in uids if key not in found]
-            if gone:
-                self._index.remove(gone)
-            new = [key for key in found if key not in uids]
-            if new:
-                # Oldest first: the Maildir unique name starts with the time.
-                new.sort(key=lambda k: (os.path.getmtime(found[k][0]), k))
-                self._index.add(new)
-            result = []
-            for key, (path, flags, recent) in found.items():
-                size = _sizeFromName(key)
-                st = os.stat(path)
-                if size is None or size != st.st_size:
-                    size = st.st_size
-                result.append(
-                    MessageInfo(
-                        uid=uids[key],
-                        key=key,
-                        path=path,
-                        flags=flags,
-                        size=size,
-                        recent=recent,
-                        mtime=st.st_mtime,
-                    )
-                )
-            result.sort(key=lambda m: m.uid)
-            return result
+        with self._user.lock:
+            self._row()
+            changed = self._sync()
+            path = self.path
+            infos = [self._info(row, path) for row in self._index.messages(self.id)]
+        if changed:
+            self._changed()
+        return infos
 
-    def _locate(self, key):
-        found = self._scan()
-        if key not in found:
-            raise MessageGone(key)
-        return found[key]
+    def messages(self, uids):
+        """
+        @return: the L{MessageInfo}s of those of C{uids} still in the folder,
+            by UID.
+        """
+        with self._user.lock:
+            self._row()
+            changed = self._sync()
+            path = self.path
+            infos = [
+                self._info(row, path)
+                for row in self._index.messagesByUID(self.id, uids)
+            ]
+        if changed:
+            self._changed()
+        return infos
+
+    def changes(self, sinceModseq, lastUID=0, count=0, claimRecent=False):
+        """
+        What changed since a session last looked, for it to catch up (RFC
+        3501 7.4.1, RFC 7162 3.2).  Cheap when nothing changed: every change
+        raises the folder's highest modification sequence.
+
+        @param sinceModseq: the highest modification sequence the session
+            knows.
+        @param lastUID: the highest UID in the session's view.
+        @param count: the number of messages in the session's view.
+        @param claimRecent: take new C{\\Recent} messages for the caller.
+        @return: C{(row, uids, arrived, changed, claimed)}: the folder's
+            L{mailplat.storage.index.FolderRow}; every UID in the folder when
+            some of the session's messages are gone, else L{None}; the UIDs
+            above C{lastUID}; the L{MessageInfo}s whose modification sequence
+            is above C{sinceModseq}; and the UIDs claimed as recent.
+        """
+        with self._user.lock:
+            self._row()
+            synced = self._sync()
+            row = self._row()
+            if row.highestModseq == sinceModseq:
+                result = (row, None, [], [], frozenset())
+            else:
+                claimed = self.claimRecent() if claimRecent else frozenset()
+                index = self._index
+                arrived = index.uidsAbove(self.id, lastUID)
+                uids = None
+                if index.countUpTo(self.id, lastUID) != count:
+                    uids = index.uids(self.id)
+                path = self.path
+                infos = [
+                    self._info(r, path) for r in index.changedSince(self.id, sinceModseq)
+                ]
+                result = (row, uids, arrived, infos, claimed)
+        if synced:
+            self._changed()
+        return result
+
+    def select(self, claimRecent):
+        """
+        Everything SELECT and EXAMINE report (RFC 3501 6.3.1), in one step.
+
+        @param claimRecent: take the C{\\Recent} messages for the caller
+            (a read-write SELECT).
+        @return: C{(row, uids, recent, firstUnseen, keywords)}: the folder's
+            L{mailplat.storage.index.FolderRow}, every UID, the UIDs that are
+            recent for the caller, the UID of the first message without
+            C{\\Seen} (or L{None}) and the keywords in use.
+        """
+        with self._user.lock:
+            self._row()
+            changed = self._sync()
+            claimed = self.claimRecent() if claimRecent else frozenset()
+            row = self._row()
+            rows = self._index.messages(self.id)
+        if changed:
+            self._changed()
+        uids = [r.uid for r in rows]
+        recent = claimed if claimRecent else frozenset(r.uid for r in rows if r.recent)
+        firstUnseen = next((r.uid for r in rows if "\\Seen" not in r.flags), None)
+        keywords = sorted({f for r in rows for f in r.flags if not f.startswith("\\")})
+        return row, uids, recent, firstUnseen, keywords
+
+    def keywords(self):
+        """
+        @return: the keywords set on any message of the folder, sorted.
+        """
+        with self._user.lock:
+            found = set()
+            for row in self._index.messages(self.id):
+                found.update(f for f in row.flags if not f.startswith("\\"))
+        return sorted(found)
+
+    def _open(self, info):
+        try:
+            return open(info.path, "rb")
+        except FileNotFoundError:
+            pass
+        with self._user.lock:
+            self._row()
+            self._sync()
+            rows = self._index.messagesByUID(self.id, [info.uid])
+            if not rows or rows[0].key != info.key:
+                raise MessageGone(info.key)
+            try:
+                return open(os.path.join(self.path, rows[0].name), "rb")
+            except FileNotFoundError:
+                raise MessageGone(info.key) from None
 
     def read(self, info):
         """
-        @return: the bytes of the message described by C{info} (a
-            L{MessageInfo}), following a rename by another session.
+        @return: the bytes of the message C{info} (a L{MessageInfo}),
+            following a rename by another session.
         @raise MessageGone: it was expunged.
         """
-        try:
-            with open(info.path, "rb") as f:
-                return f.read()
-        except FileNotFoundError:
-            pass
-        with self._lock:
-            path = self._locate(info.key)[0]
-            with open(path, "rb") as f:
-                return f.read()
+        with self._open(info) as f:
+            return f.read()
 
     def openMessage(self, info):
         """
         @return: a binary file open on the message (the caller closes it).
         @raise MessageGone: it was expunged.
         """
-        try:
-            return open(info.path, "rb")
-        except FileNotFoundError:
-            pass
-        with self._lock:
-            return open(self._locate(info.key)[0], "rb")
+        return self._open(info)
 
     # -- writing
 
-    def deliver(self, chunks, flags=frozenset()):
+    def deliver(self, chunks, flags=frozenset(), internalDate=None):
         """
         Store a new message durably: write C{tmp/}, fsync, rename into C{new/}
-        (or C{cur/} with flags), fsync the directory, give it the next UID.
+        (or C{cur/} with system flags), fsync the directory, give it the next
+        UID.
 
-        @param chunks: an iterable of L{bytes}, CRLF line endings.
+        @param chunks: an iterable of L{bytes} or a binary file; CRLF line
+            endings.
+        @param flags: flags (system flags and keywords).
+        @param internalDate: its INTERNALDATE, a POSIX time (now by default).
         @return: the new message's UID.
+        @raise QuotaExceeded: the user's quota would be exceeded.
         """
-        with self._lock:
-            self._ensure()
-        tmpName = self._names.next(0)
-        tmpPath = os.path.join(self.path, "tmp", tmpName)
-        size = 0
-        fd = os.open(tmpPath, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        user = self._user
+        with user.lock:
+            self._row()
+            user.checkQuota(0)
+            self.ensureDirectories()
+        key = user.names.next()
+        tmpPath = os.path.join(self.path, "tmp", key)
+        size = _writeFile(tmpPath, chunks)
+        key = f"{key},S={size}"
+        flags = storableFlags(flags)
+        name = _fileName(key, flags, inNew=True)
         try:
-            for chunk in chunks:
-                view = memoryview(chunk)
-                while view:
-                    n = os.write(fd, view)
-                    view = view[n:]
-                    size += n
-            os.fsync(fd)
+            with user.lock:
+                self._row()
+                user.checkQuota(size)
+                target = os.path.join(self.path, name)
+                os.rename(tmpPath, target)
+                if internalDate is None:
+                    internalDate = time.time()
+                else:
+                    os.utime(target, (internalDate, internalDate))
+                fsyncDirectory(os.path.dirname(target))
+                [uid] = self._index.addMessages(
+                    self.id, [(key, name, flags, size, internalDate, True)]
+                )
+                self._noteFiles(added=[name])
         except BaseException:
-            os.close(fd)
-            os.unlink(tmpPath)
+            if os.path.exists(tmpPath):
+                os.unlink(tmpPath)
             raise
-        os.close(fd)
-        key = tmpName.rsplit(",S=", 1)[0] + f",S={size}"
-        if flags:
-            sub, name = "cur", key + ":2," + "".join(
-                sorted(FLAG_LETTERS[f] for f in flags if f in FLAG_LETTERS)
-            )
-        else:
-            sub, name = "new", key
-        with self._lock:
-            os.rename(tmpPath, os.path.join(self.path, sub, name))
-            fsyncDirectory(os.path.join(self.path, sub))
-            self._index.load()
-            self._index.add([key])
-            uid = self._index.uids[key]
         self._changed()
         return uid
 
+    def storeFlags(self, uids, add=frozenset(), remove=frozenset(), replace=None,
+                   unchangedSince=None):
+        """
+        Change the flags of messages as they are now (not as an older view
+        saw them, so a flag another session set meanwhile is kept), in one
+        transaction with one new modification sequence (RFC 7162 3.1.3).
+
+        @param replace: the new flags, or L{None} to add C{add} and remove
+            C{remove}.
+        @param unchangedSince: leave alone the messages whose modification
+            sequence is above this (RFC 7162 C{UNCHANGEDSINCE}).
+        @return: C{(infos, gone, modified)}: the L{MessageInfo} of every
+            message still there and not skipped (changed or not), the UIDs no
+            longer in the folder, and the UIDs skipped for C{unchangedSince}.
+        """
+        add, remove = storableFlags(add), frozenset(remove)
+        if replace is not None:
+            replace = storableFlags(replace)
+        with self._user.lock:
+            self._row()
+            self._sync()
+            path = self.path
+            rows = self._index.messagesByUID(self.id, uids)
+            gone = set(uids) - {row.uid for row in rows}
+            changes, results, modified = [], [], []
+            added, removed = [], []
+            for row in rows:
+                if unchangedSince is not None and row.modseq > unchangedSince:
+                    modified.append(row.uid)
+                    continue
+                if replace is not None:
+                    flags = frozenset(replace)
+                else:
+                    flags = (row.flags | add) - remove
+                if flags == row.flags:
+                    results.append(row)
+                    continue
+                name = row.name
+                if systemFlags(flags) != systemFlags(row.flags):
+                    name = _fileName(row.key, flags)
+                    try:
+                        os.rename(os.path.join(path, row.name), os.path.join(path, name))
+                    except FileNotFoundError:
+                        gone.add(row.uid)
+                        continue
+                    added.append(name)
+                    removed.append(row.name)
+                changes.append((row.uid, name, flags))
+                results.append(row)
+            modseq = self._index.setFlags(self.id, changes)
+            self._noteFiles(added, removed)
+            byUID = {uid: (name, flags) for uid, name, flags in changes}
+            infos = []
+            for row in results:
+                info = self._info(row, path)
+                if row.uid in byUID:
+                    name, flags = byUID[row.uid]
+                    info = MessageInfo(
+                        row.uid, row.key, os.path.join(path, name), flags,
+                        row.size, row.recent, row.internalDate, modseq,
+                    )
+                infos.append(info)
+        if changes:
+            self._changed()
+        return infos, sorted(gone), modified
+
     def changeFlags(self, info, add=frozenset(), remove=frozenset(), replace=None):
         """
-        Change the system flags of a message atomically: the flags on disk
-        now (not those of C{info}, which may be older) get C{add} and lose
-        C{remove}, or become C{replace}; the file is renamed into C{cur/}.
+        Change the flags of one message (see L{storeFlags}).
 
         @return: the new L{MessageInfo}.
         @raise MessageGone: it was expunged.
         """
-        with self._lock:
-            path, current, recent = self._locate(info.key)
-            if replace is not None:
-                flags = frozenset(replace)
-            else:
-                flags = (current | frozenset(add)) - frozenset(remove)
-            flags = frozenset(f for f in flags if f in FLAG_LETTERS)
-            name = info.key + ":2," + "".join(sorted(FLAG_LETTERS[f] for f in flags))
-            target = os.path.join(self.path, "cur", name)
-            changed = path != target
-            if changed:
-                os.rename(path, target)
-        if changed:
-            self._changed()
-        return MessageInfo(
-            info.uid, info.key, target, flags, info.size, False, info.mtime
-        )
+        infos, gone, _ = self.storeFlags([info.uid], add, remove, replace)
+        if not infos or infos[0].key != info.key:
+            raise MessageGone(info.key)
+        return infos[0]
 
     def setFlags(self, info, flags):
         """
-        Replace the system flags of a message (see L{changeFlags}).
+        Replace the flags of a message (see L{changeFlags}).
         """
         return self.changeFlags(info, replace=flags)
 
-    def markSeenByClient(self, infos):
+    def claimRecent(self):
         """
-        Move messages from C{new/} to C{cur/} without flags, so they are no
-        longer "recent" (done when a session selects the folder read-write).
+        Take the C{\\Recent} messages for the calling session: no other
+        session will see them as recent (RFC 3501 2.3.2).  Their files move
+        from C{new/} to C{cur/}, as a Maildir reader does.
+
+        @return: the L{frozenset} of their UIDs.
         """
-        with self._lock:
-            for info in infos:
-                if info.recent:
+        with self._user.lock:
+            self._row()
+            self._sync()
+            rows = self._index.clearRecent(self.id)
+            path = self.path
+            renames, added, removed = [], [], []
+            for row in rows:
+                if row.name.startswith("new/"):
+                    name = _fileName(row.key, row.flags)
                     try:
-                        os.rename(
-                            info.path, os.path.join(self.path, "cur", info.key + ":2,")
-                        )
+                        os.rename(os.path.join(path, row.name), os.path.join(path, name))
                     except FileNotFoundError:
-                        pass
+                        continue
+                    renames.append((row.uid, name))
+                    added.append(name)
+                    removed.append(row.name)
+            self._index.setNames(self.id, renames)
+            self._noteFiles(added, removed)
+        return frozenset(row.uid for row in rows)
+
+    def _removeRows(self, rows):
+        """
+        Delete the files, then forget the messages.  The caller holds the lock.
+        """
+        path = self.path
+        for row in rows:
+            try:
+                os.unlink(os.path.join(path, row.name))
+            except FileNotFoundError:
+                pass
+        if rows:
+            for sub in ("new", "cur"):
+                fsyncDirectory(os.path.join(path, sub))
+        self._index.removeMessages(self.id, [row.uid for row in rows])
+        self._noteFiles(removed=[row.name for row in rows])
 
     def remove(self, infos):
         """
-        Delete messages and forget their UIDs.  Missing files are ignored.
+        Delete messages and forget their UIDs.  Messages already gone are
+        ignored.
         """
-        with self._lock:
-            found = self._scan()
-            for info in infos:
-                entry = found.get(info.key)
-                if entry is not None:
-                    os.unlink(entry[0])
+        with self._user.lock:
+            self._row()
+            self._sync()
+            keys = {info.uid: info.key for info in infos}
+            rows = [
+                row
+                for row in self._index.messagesByUID(self.id, keys)
+                if keys[row.uid] == row.key
+            ]
+            self._removeRows(rows)
+        if rows:
+            self._changed()
+
+    def expunge(self, uids=None):
+        """
+        Delete the messages flagged C{\\Deleted} (only those among C{uids}
+        when given: RFC 4315 UID EXPUNGE), in one step so that a flag cleared
+        by another session meanwhile is respected.
+
+        @return: the UIDs removed.
+        """
+        with self._user.lock:
+            self._row()
+            self._sync()
+            if uids is None:
+                rows = self._index.messages(self.id)
+            else:
+                rows = self._index.messagesByUID(self.id, uids)
+            doomed = [row for row in rows if DELETED in row.flags]
+            self._removeRows(doomed)
+        if doomed:
+            self._changed()
+        return [row.uid for row in doomed]
+
+    def copyTo(self, uids, target):
+        """
+        Copy messages into another folder of the same user, with their flags
+        and INTERNALDATE (RFC 3501 6.4.7).  Files are hard-linked where the
+        file system allows.
+
+        @param target: a L{MaildirFolder} of the same user.
+        @return: C{[(sourceUID, targetUID)]} (RFC 4315 COPYUID).
+        @raise QuotaExceeded: the copies would exceed the user's quota.
+        """
+        if target._user is not self._user:
+            raise ValueError("copy between users")
+        user = self._user
+        with user.lock:
+            self._row()
+            target._row()
+            self._sync()
+            target._sync()
+            rows = self._index.messagesByUID(self.id, uids)
+            user.checkQuota(sum(row.size for row in rows))
+            target.ensureDirectories()
+            source, destination = self.path, target.path
+            entries, copied = [], []
+            for row in rows:
+                key = user.names.next(row.size)
+                name = _fileName(key, row.flags, inNew=True)
+                tmp = os.path.join(destination, "tmp", key)
+                try:
+                    _linkOrCopy(os.path.join(source, row.name), tmp)
+                except FileNotFoundError:
+                    continue
+                os.rename(tmp, os.path.join(destination, name))
+                entries.append((key, name, row.flags, row.size, row.internalDate, True))
+                copied.append(row.uid)
             for sub in ("new", "cur"):
-                fsyncDirectory(os.path.join(self.path, sub))
-            self._index.load()
-            self._index.remove([info.key for info in infos])
-        self._changed()
+                fsyncDirectory(os.path.join(destination, sub))
+            newUIDs = self._index.addMessages(target.id, entries)
+            target._noteFiles(added=[e[1] for e in entries])
+        if entries:
+            target._changed()
+        return list(zip(copied, newUIDs))
+
+    def moveTo(self, uids, target):
+        """
+        Move messages into another folder of the same user (RFC 6851): each
+        file is renamed, so a message is never in both or in neither.
+
+        @return: C{[(sourceUID, targetUID)]}.
+        """
+        if target._user is not self._user:
+            raise ValueError("move between users")
+        user = self._user
+        with user.lock:
+            self._row()
+            target._row()
+            self._sync()
+            target._sync()
+            rows = self._index.messagesByUID(self.id, uids)
+            target.ensureDirectories()
+            source, destination = self.path, target.path
+            taken = {row.key for row in self._index.messages(target.id)}
+            entries, moved, movedRows = [], [], []
+            for row in rows:
+                key = row.key if row.key not in taken else user.names.next(row.size)
+                name = _fileName(key, row.flags, inNew=True)
+                try:
+                    os.rename(
+                        os.path.join(source, row.name), os.path.join(destination, name)
+                    )
+                except FileNotFoundError:
+                    continue
+                entries.append((key, name, row.flags, row.size, row.internalDate, True))
+                moved.append(row.uid)
+                movedRows.append(row)
+            for folder in (source, destination):
+                for sub in ("new", "cur"):
+                    fsyncDirectory(os.path.join(folder, sub))
+            with self._index.transaction():
+                self._index.removeMessages(self.id, moved)
+                newUIDs = self._index.addMessages(target.id, entries)
+            self._noteFiles(removed=[row.name for row in movedRows])
+            target._noteFiles(added=[e[1] for e in entries])
+        if entries:
+            self._changed()
+            target._changed()
+        return list(zip(moved, newUIDs))
+
+
+def _linkOrCopy(source, target):
+    try:
+        os.link(source, target)
+    except FileNotFoundError:
+        raise
+    except OSError:
+        with open(source, "rb") as f:
+            _writeFile(target, f)
+
+
+def _readLegacyIndex(path):
+    """
+    Read the foundation's C{mailplat-uidlist} (one per folder), so that UIDs
+    given out before the per-user index existed stay the same.
+
+    @return: C{(uidValidity, uidNext, {key: uid})} or L{None}.
+    """
+    try:
+        with open(os.path.join(path, LEGACY_INDEX), encoding="utf-8") as f:
+            lines = f.read().split("\n")
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    header = lines[0].split()
+    if len(header) != 4 or header[0] != LEGACY_INDEX:
+        return None
+    uids = {}
+    uidNext = int(header[3])
+    for line in lines[1:]:
+        uid, _, key = line.partition(" ")
+        if key and uid.isdigit():
+            uids[key] = int(uid)
+            uidNext = max(uidNext, int(uid) + 1)
+    return int(header[2]), uidNext, uids
+
+
+class _UserMail:
+    """
+    One user's mail: the Maildir, the index, the folder objects and the lock
+    they share.
+    """
+
+    def __init__(self, store, address):
+        self.store = store
+        self.address = address
+        self.names = store.names
+        self.directory = store.userDirectory(address)
+        self.maildir = os.path.join(self.directory, "Maildir")
+        self.lock = threading.RLock()
+        self._folders = {}
+        os.makedirs(self.maildir, mode=0o700, exist_ok=True)
+        self.index = UserIndex(indexPath(self.directory))
+        with self.lock:
+            self._setUp()
+
+    def folderPath(self, name):
+        if name == INBOX:
+            return self.maildir
+        return os.path.join(self.maildir, _names.directoryName(name))
+
+    # -- set-up
+
+    def _setUp(self):
+        """
+        Make sure INBOX and the special folders exist, adopt folders found on
+        disk that the index does not know (made by the foundation, or by
+        another program), and finish deletions a crash interrupted.
+        """
+        for entry in os.listdir(self.maildir):
+            if entry.startswith(_TRASH_PREFIX):
+                shutil.rmtree(os.path.join(self.maildir, entry), ignore_errors=True)
+        known = {row.name for row in self.index.folders()}
+        if INBOX not in known:
+            self._adopt(INBOX)
+        self.discover(known)
+        special = dict(SPECIAL_FOLDERS)
+        for name, use in SPECIAL_FOLDERS:
+            if name not in known:
+                row = self.index.folderByName(name)
+                if row is None:
+                    self._create(name, use)
+                    self.index.subscribe(name)
+        for row in self.index.folders():
+            if row.name in special and row.specialUse != special[row.name]:
+                self.index._execute(
+                    "UPDATE folders SET specialuse = ? WHERE id = ?",
+                    (special[row.name], row.id),
+                )
+        if INBOX not in known:
+            self.index.subscribe(INBOX)
+
+    def discover(self, known=None):
+        """
+        Adopt folder directories the index does not know.
+        """
+        if known is None:
+            known = {row.name for row in self.index.folders()}
+        for entry in sorted(os.listdir(self.maildir)):
+            name = _names.nameFromDirectory(entry)
+            if name is None or name in known:
+                continue
+            if os.path.isdir(os.path.join(self.maildir, entry, "cur")):
+                self._adopt(name)
+                known.add(name)
+
+    def _adopt(self, name):
+        path = self.folderPath(name)
+        legacy = _readLegacyIndex(path)
+        special = dict(SPECIAL_FOLDERS).get(name)
+        with self.index.transaction():
+            if legacy is None:
+                row = self.index.createFolder(name, special)
+            else:
+                uidValidity, uidNext, uids = legacy
+                row = self.index.createFolder(name, special, uidValidity, uidNext)
+                self._importLegacy(row, path, uids)
+        self.folderObject(row).ensureDirectories()
+        return row
+
+    def _importLegacy(self, row, path, uids):
+        entries = []
+        for sub in ("new", "cur"):
+            try:
+                listing = os.listdir(os.path.join(path, sub))
+            except FileNotFoundError:
+                continue
+            for fileName in listing:
+                key, flags = _parseName(fileName)
+                if key in uids:
+                    st = os.stat(os.path.join(path, sub, fileName))
+                    entries.append((uids[key], key, f"{sub}/{fileName}", flags,
+                                    st.st_size, st.st_mtime, sub == "new"))
+        self.index._db.executemany(
+            "INSERT OR IGNORE INTO messages (folder, uid, key, name, flags, modseq, "
+            "size, internaldate, recent) VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?)",
+            [(row.id, uid, key, name, " ".join(sorted(flags)), size, date, int(recent))
+             for uid, key, name, flags, size, date, recent in entries],
+        )
+
+    def _create(self, name, specialUse=None):
+        path = self.folderPath(name)
+        for sub in ("tmp", "new", "cur"):
+            os.makedirs(os.path.join(path, sub), mode=0o700, exist_ok=True)
+        row = self.index.createFolder(name, specialUse)
+        self.folderObject(row).ensureDirectories()
+        return row
+
+    # -- folders
+
+    def folderObject(self, row):
+        folder = self._folders.get(row.id)
+        if folder is None:
+            folder = self._folders[row.id] = MaildirFolder(self, row)
+        return folder
+
+    def folder(self, name):
+        canonical = _names.normalizeName(name)
+        with self.lock:
+            row = self.index.folderByName(canonical)
+            if row is None:
+                raise NoSuchFolder(name)
+            folder = self.folderObject(row)
+            folder.ensureDirectories()
+            return folder
+
+    def checkQuota(self, extra):
+        """
+        @raise QuotaExceeded: C{extra} more bytes would exceed the quota (or
+            the quota is already used up).
+        """
+        limit = self.store.quotaLimit
+        if limit:
+            used = self.index.usage()
+            if used + extra > limit or (extra == 0 and used >= limit):
+                raise QuotaExceeded()
+
+    def folders(self):
+        with self.lock:
+            self.discover()
+            return [(row.name, row.specialUse) for row in self.index.folders()]
+
+    def createFolder(self, name):
+        canonical = _names.normalizeName(name)
+        with self.lock:
+            self.discover()
+            if self.index.folderByName(canonical) is not None:
+                raise FolderExists(canonical)
+            for parent in _names.parentNames(canonical):
+                if self.index.folderByName(parent) is None:
+                    self._create(parent)
+            self._create(canonical)
+
+    def deleteFolder(self, name):
+        canonical = _names.normalizeName(name)
+        with self.lock:
+            row = self.index.folderByName(canonical)
+            if row is None:
+                raise NoSuchFolder(canonical)
+            if canonical == INBOX:
+                raise FolderNotRemovable(canonical, "INBOX cannot be deleted")
+            if row.specialUse:
+                raise FolderNotRemovable(
+                    canonical, "Special-use mailboxes cannot be deleted"
+                )
+            if any(_names.isInside(r.name, canonical) for r in self.index.folders()):
+                raise FolderNotRemovable(
+                    canonical, "Mailbox has children; delete them first"
+                )
+            path = self.folderPath(canonical)
+            trash = os.path.join(self.maildir, f"{_TRASH_PREFIX}{row.id}-{time.time_ns()}")
+            if os.path.exists(path):
+                os.rename(path, trash)
+            self.index.deleteFolder(row.id)
+            folder = self._folders.pop(row.id, None)
+            shutil.rmtree(trash, ignore_errors=True)
+        if folder is not None:
+            folder._changed()
+
+    def renameFolder(self, old, new):
+        oldName = _names.normalizeName(old)
+        newName = _names.normalizeName(new)
+        with self.lock:
+            self.discover()
+            row = self.index.folderByName(oldName)
+            if row is None:
+                raise NoSuchFolder(oldName)
+            if self.index.folderByName(newName) is not None:
+                raise FolderExists(newName)
+            if row.specialUse:
+                raise FolderNotRemovable(
+                    oldName, "Special-use mailboxes cannot be renamed"
+                )
+            if _names.isInside(newName, oldName) and oldName != INBOX:
+                raise BadFolderName(newName)
+            for parent in _names.parentNames(newName):
+                if self.index.folderByName(parent) is None:
+                    self._create(parent)
+            if oldName == INBOX:
+                self._create(newName)
+                inbox = self.folderObject(row)
+                target = self.folder(newName)
+                uids = self.index.uids(row.id)
+                inbox.moveTo(uids, target)
+                return
+            moving = [
+                r for r in self.index.folders()
+                if r.name == oldName or _names.isInside(r.name, oldName)
+            ]
+            renames = []
+            for r in moving:
+                target = newName + r.name[len(oldName):]
+                os.rename(self.folderPath(r.name), self.folderPath(target))
+                renames.append((r.id, target))
+            subscribed = set(self.index.subscriptions())
+            with self.index.transaction():
+                self.index.renameFolders(renames)
+                for r, (_, target) in zip(moving, renames):
+                    if r.name in subscribed:
+                        self.index.subscribe(r.name, False)
+                        self.index.subscribe(target)
+            for folderId, target in renames:
+                folder = self._folders.get(folderId)
+                if folder is not None:
+                    folder._name = target
+                    folder._stamp = None
+
+    def subscriptions(self):
+        with self.lock:
+            return self.index.subscriptions()
+
+    def subscribe(self, name, subscribed=True):
+        canonical = _names.normalizeName(name)
+        with self.lock:
+            self.index.subscribe(canonical, subscribed)
+
+    def quota(self):
+        with self.lock:
+            return self.index.usage(), self.store.quotaLimit
+
+
+@implementer(IMailStore)
+class MaildirStore:
+    """
+    All mailboxes under one root: C{<root>/<domain>/<local part>/} holds a
+    user's index and C{Maildir/}, their INBOX; C{Maildir/.<Name>} holds their
+    other folders (Maildir++).
+
+    @ivar quotaLimit: the storage quota of every user in bytes, or L{None}.
+    """
+
+    delimiter = _names.DELIMITER
+    # How many users' indexes stay open when nobody uses them.
+    keepOpen = 64
+
+    def __init__(self, root, quota=None):
+        self.root = root
+        self.quotaLimit = quota or None
+        self.names = _UniqueNames()
+        self._lock = threading.Lock()
+        self._users = weakref.WeakValueDictionary()
+        self._recent = OrderedDict()
+
+    def userDirectory(self, address):
+        """
+        The directory of a user's mail.  The address is one the user database
+        knows, but it is still quoted so that no address can name a path
+        outside the root.
+        """
+        local, _, domain = address.lower().rpartition("@")
+        parts = [_quotePathPart(domain), _quotePathPart(local)]
+        return os.path.join(self.root, *parts)
+
+    def _user(self, address):
+        address = address.lower()
+        with self._lock:
+            user = self._users.get(address)
+            if user is None:
+                user = self._users[address] = _UserMail(self, address)
+            self._recent[address] = user
+            self._recent.move_to_end(address)
+            while len(self._recent) > self.keepOpen:
+                self._recent.popitem(last=False)
+            return user
+
+    def folder(self, address, name=INBOX):
+        """
+        The L{MaildirFolder} C{name} of C{address}.
+
+        @raise BadFolderName: the name is not allowed.
+        @raise NoSuchFolder: the folder does not exist.
+        """
+        _names.normalizeName(name)
+        return self._user(address).folder(name)
+
+    def deliver(self, address, chunks, folder=INBOX):
+        """
+        Deliver a message (an iterable of byte chunks) to a user's folder.
+
+        @return: the new UID.
+        @raise QuotaExceeded: the user's quota would be exceeded.
+        """
+        return self.folder(address, folder).deliver(chunks)
+
+    def folders(self, address):
+        return self._user(address).folders()
+
+    def createFolder(self, address, name):
+        self._user(address).createFolder(name)
+
+    def deleteFolder(self, address, name):
+        self._user(address).deleteFolder(name)
+
+    def renameFolder(self, address, old, new):
+        self._user(address).renameFolder(old, new)
+
+    def subscriptions(self, address):
+        return self._user(address).subscriptions()
+
+    def subscribe(self, address, name, subscribed=True):
+        self._user(address).subscribe(name, subscribed)
+
+    def quota(self, address):
+        return self._user(address).quota()
 
 
 def _quotePathPart(part):
@@ -388,72 +1263,3 @@ def _quotePathPart(part):
     if quoted.startswith(".") or not quoted:
         quoted = "%2E" + quoted[1:] if quoted else "%"
     return quoted
-
-
-_FOLDER_PART = re.compile(r"^[^\x00-\x1f\x7f/\\]+$")
-
-
-@implementer(IMailStore)
-class MaildirStore:
-    """
-    All mailboxes under one root: C{<root>/<domain>/<local part>/Maildir/} is a
-    user's INBOX and C{Maildir/.<Name>} their other folders (Maildir++).
-    """
-
-    delimiter = "/"
-
-    def __init__(self, root):
-        self.root = root
-        self._names = _UniqueNames()
-        self._folders = {}
-        self._lock = threading.Lock()
-
-    def userDirectory(self, address):
-        """
-        The directory of a user's mail.  The address is one the user database
-        knows, but it is still quoted so that no address can name a path
-        outside the root.
-        """
-        local, _, domain = address.lower().rpartition("@")
-        parts = [_quotePathPart(domain), _quotePathPart(local)]
-        return os.path.join(self.root, *parts)
-
-    def _folderPath(self, address, name):
-        if name.upper() == INBOX:
-            sub = ""
-        else:
-            segments = name.split(self.delimiter)
-            for seg in segments:
-                if not seg or seg in (".", "..") or not _FOLDER_PART.match(seg):
-                    raise BadFolderName(name)
-                if seg.startswith("."):
-                    raise BadFolderName(name)
-            sub = "." + ".".join(segments)
-        return os.path.join(self.userDirectory(address), "Maildir", sub)
-
-    def folder(self, address, name=INBOX):
-        """
-        The L{MaildirFolder} C{name} of C{address}; INBOX is created on demand,
-        other folders must exist.
-
-        @raise BadFolderName: the name is not allowed.
-        @raise NoSuchFolder: the folder does not exist.
-        """
-        path = os.path.normpath(self._folderPath(address, name))
-        with self._lock:
-            folder = self._folders.get(path)
-            if folder is None:
-                folder = self._folders[path] = MaildirFolder(path, self._names)
-        if name.upper() == INBOX:
-            folder.create()
-        elif not folder.exists():
-            raise NoSuchFolder(name)
-        return folder
-
-    def deliver(self, address, chunks, folder=INBOX):
-        """
-        Deliver a message (an iterable of byte chunks) to a user's folder.
-
-        @return: the new UID.
-        """
-        return self.folder(address, folder).deliver(chunks)

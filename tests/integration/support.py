@@ -231,3 +231,106 @@ class Twistd:
         if self.proc is not None:
             self.log.close()
         return self.proc.returncode if self.proc else None
+
+
+def _tool(name, package):
+    exe = shutil.which(name)
+    if exe is None:
+        raise RuntimeError(
+            f"{name} is not installed: run `make test`, which installs {package}"
+        )
+    return exe
+
+
+def mbsync(configPath, *args, timeout=120):
+    """
+    Run isync's C{mbsync} with the config file C{configPath}; return the
+    CompletedProcess.
+    """
+    return subprocess.run(
+        [_tool("mbsync", "isync"), "-c", configPath, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def writeMbsyncConfig(directory, port, certificate, local):
+    """
+    An mbsync config syncing every folder of demo@example.test over
+    STARTTLS on C{port} both ways into the Maildir tree C{local}, trusting
+    the server's self-signed C{certificate} (isync trusts a certificate
+    listed in CertificateFile as it is).
+
+    @return: its path.
+    """
+    os.makedirs(local, exist_ok=True)
+    path = os.path.join(directory, "mbsyncrc")
+    with open(path, "w") as f:
+        f.write(
+            f"IMAPAccount test\nHost 127.0.0.1\nPort {port}\nUser {DEMO_USER}\n"
+            f"Pass {DEMO_PASSWORD}\nSSLType STARTTLS\nCertificateFile {certificate}\n"
+            "SystemCertificates no\n\n"
+            "IMAPStore remote\nAccount test\n\n"
+            f"MaildirStore local\nPath {local}/\nInbox {local}/INBOX\n"
+            "SubFolders Verbatim\n\n"
+            "Channel test\nFar :remote:\nNear :local:\nPatterns *\nCreate Both\n"
+            "Expunge Both\nRemove None\nSyncState *\n"
+        )
+    return path
+
+
+def fetchmail(directory, port, certificate, keep=False, timeout=120):
+    """
+    Run C{fetchmail} once against the POP3 listener on C{port} with STLS
+    required and the certificate checked against C{certificate}; each
+    message goes to a new file in C{directory}/out through an MDA.
+
+    @return: the CompletedProcess.
+    """
+    out = os.path.join(directory, "out")
+    os.makedirs(out, exist_ok=True)
+    mda = os.path.join(directory, "mda.py")
+    with open(mda, "w") as f:
+        f.write(
+            "import os, sys, time\n"
+            "data = sys.stdin.buffer.read()\n"
+            "name = '%020d.%d' % (time.time_ns(), os.getpid())\n"
+            f"open(os.path.join({out!r}, name), 'wb').write(data)\n"
+        )
+    rc = os.path.join(directory, "fetchmailrc")
+    with open(rc, "w") as f:
+        f.write(
+            "set no syslog\n"
+            f"poll 127.0.0.1 service {port} protocol POP3 auth password uidl\n"
+            f'  user "{DEMO_USER}" there with password "{DEMO_PASSWORD}" is "root" here\n'
+            f'  sslproto "auto" sslcertck sslcertfile "{certificate}"\n'
+            '  sslcommonname "mail.example.test"\n'
+            f'  mda "{sys.executable} {mda}"\n'
+            + ("  keep\n" if keep else "  nokeep\n")
+        )
+    os.chmod(rc, 0o600)
+    home = os.path.join(directory, "home")
+    os.makedirs(home, exist_ok=True)
+    return subprocess.run(
+        [_tool("fetchmail", "fetchmail"), "-f", rc, "--nodetach", "-v",
+         "-i", os.path.join(home, "fetchids")],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(os.environ, FETCHMAILHOME=home, HOME=home),
+    )
+
+
+def fetchedMessages(directory):
+    """
+    The messages the fetchmail MDA saved, oldest first.
+    """
+    out = os.path.join(directory, "out")
+    if not os.path.isdir(out):
+        return []
+    messages = []
+    for name in sorted(os.listdir(out)):
+        with open(os.path.join(out, name), "rb") as f:
+            messages.append(f.read())
+    return messages

@@ -19,6 +19,11 @@ from mailplat.testing import makeContext
 from mailplat.tls import serverContextFactory
 
 ADDRESS = "demo@example.test"
+EXTENSIONS = (
+    "LITERAL+", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT", "UIDPLUS", "MOVE",
+    "CHILDREN", "SPECIAL-USE", "QUOTA", "QUOTA=RES-STORAGE", "CONDSTORE",
+    "APPENDLIMIT=67108864",
+)
 MESSAGE = (
     b"From: Alice <alice@example.test>\r\n"
     b"To: demo@example.test\r\n"
@@ -114,10 +119,8 @@ class STARTTLSLoopbackTests(LoopbackTestMixin, unittest.TestCase):
         )
         yield defer.gatherResults(self.factory.closed)
 
-        self.assertEqual(
-            before, ("IMAP4REV1", "STARTTLS", "LOGINDISABLED", "NAMESPACE", "IDLE")
-        )
-        self.assertEqual(after, ("IMAP4REV1", "AUTH=PLAIN", "NAMESPACE", "IDLE"))
+        self.assertEqual(before, ("IMAP4REV1", "STARTTLS", "LOGINDISABLED") + EXTENSIONS)
+        self.assertEqual(after, ("IMAP4REV1", "AUTH=PLAIN", "SASL-IR") + EXTENSIONS)
         self.assertEqual(count, [b"1"])
         self.assertEqual(
             data[0][0], b"1 (RFC822.SIZE %d BODY[] {%d}" % (len(MESSAGE), len(MESSAGE))
@@ -211,5 +214,5 @@ class ImplicitTLSLoopbackTests(LoopbackTestMixin, unittest.TestCase):
         )
         yield defer.gatherResults(self.factory.closed)
 
-        self.assertEqual(capabilities, ("IMAP4REV1", "AUTH=PLAIN", "NAMESPACE", "IDLE"))
+        self.assertEqual(capabilities, ("IMAP4REV1", "AUTH=PLAIN", "SASL-IR") + EXTENSIONS)
         self.assertEqual(data, [(b"1 (BODY[] {%d}" % (len(MESSAGE),), MESSAGE), b")"])

@@ -251,3 +251,38 @@ endpoint = "tcp:465"
         self.assertEqual(
             e.errors, ["cannot read the config file: No such file or directory"]
         )
+
+
+class AccessKeysTests(unittest.TestCase):
+    """
+    The keys of the mail access issue: the storage quota and the per-user
+    IMAP connection limit.
+    """
+
+    def setUp(self):
+        self.dir = os.path.abspath(self.mktemp())
+        os.makedirs(self.dir)
+
+    def test_defaults(self):
+        config = loadConfigString(MINIMAL, self.dir)
+        self.assertEqual(config.storage.quota, 0)
+        self.assertEqual(config.access.maxConnectionsPerUser, 20)
+
+    def test_values(self):
+        config = loadConfigString(
+            MINIMAL + '[storage]\nquota = "1G"\n[access]\nmax_connections_per_user = 3\n',
+            self.dir,
+        )
+        self.assertEqual(config.storage.quota, 1024**3)
+        self.assertEqual(config.access.maxConnectionsPerUser, 3)
+
+    def test_errors(self):
+        e = self.assertRaises(
+            ConfigError, loadConfigString,
+            MINIMAL + '[storage]\nquota = "lots"\n[access]\nmax_connections_per_user = -1\n',
+            self.dir, "t.toml",
+        )
+        self.assertEqual(e.errors, [
+            "storage.quota: expected a size such as 25M or 512K, not 'lots'",
+            "access.max_connections_per_user: must not be negative",
+        ])

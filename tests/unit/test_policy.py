@@ -117,9 +117,10 @@ class RegistryTests(unittest.TestCase):
         self.assertEqual(
             e.problems,
             [
-                "check[0]: unknown check type 'nonesuch' (known: connection_limits, "
-                "example_blocklist, greet_pause, mail_loop, not_a_check, recipients, "
-                "relay, submission)",
+                "check[0]: unknown check type 'nonesuch' (known: authentication_results, "
+                "connection_limits, dkim, dkim_sign, dmarc, dnsbl, "
+                "example_blocklist, greet_pause, iprev, mail_loop, not_a_check, recipients, "
+                "relay, spf, submission)",
                 "check[1] (relay): the built-in check 'relay' takes no options (got "
                 "networks); its settings are in [smtp]",
                 "check[2] (not_a_check): the check does not provide ICheck",

@@ -117,6 +117,27 @@ class ScriptedTarget:
         return defer.succeed({r: results[r] for r in recipients})
 
 
+@implementer(IDeliveryTarget)
+class NoticeSink:
+    """
+    Takes every recipient the scripted target does not: where notices go.
+    """
+
+    name = "notices"
+
+    def __init__(self):
+        self.received = []
+
+    def accepts(self, recipient):
+        return True
+
+    def deliver(self, item, recipients):
+        self.received.append((item.envelope, b"".join(item.contentChunks())))
+        return defer.succeed(
+            {r: DeliveryResult(DELIVERED, "2.0.0", "ok", "notices") for r in recipients}
+        )
+
+
 ok = DeliveryResult(DELIVERED, "2.0.0", "ok", "scripted")
 later = DeliveryResult(DEFERRED, "4.2.0", "try later", "scripted")
 never = DeliveryResult(FAILED, "5.1.1", "no such user", "scripted")
@@ -130,10 +151,11 @@ class RunnerTests(unittest.TestCase):
         self.clock.advance(1000)
         self.config = QueueConfig(retryInitial=60, retryMax=3600, maxLifetime=5 * 86400)
 
-    def runner(self, target):
+    def runner(self, *targets):
         runner = QueueRunner(
-            self.queue, [target], self.clock, runSynchronously, self.config,
-            now=self.clock.seconds,
+            self.queue, list(targets), self.clock, runSynchronously, self.config,
+            now=self.clock.seconds, hostname="mail.example.test",
+            postmaster="postmaster@example.test",
         )
         runner.startService()
         self.addCleanup(runner.stopService)
@@ -174,7 +196,8 @@ class RunnerTests(unittest.TestCase):
                 {"b@example.test": ok},
             ]
         )
-        runner = self.runner(target)
+        notices = NoticeSink()
+        runner = self.runner(target, notices)
         item = queueMessage(
             self.queue, recipients=("a@example.test", "b@example.test", "c@example.test")
         )
@@ -188,10 +211,15 @@ class RunnerTests(unittest.TestCase):
         self.clock.advance(60)
         self.assertEqual(target.calls, [["a@example.test", "b@example.test", "c@example.test"], ["b@example.test"]])
         self.assertEqual(self.queue.ids(), [])
+        # c@ failed: one bounce to the sender, for c@ only.
+        [(envelope, content)] = notices.received
+        self.assertEqual((envelope.sender, [r.address for r in envelope.recipients]), ("", ["a@b.example"]))
+        self.assertIn(b"Final-Recipient: rfc822; c@example.test\r\nAction: failed\r\nStatus: 5.1.1\r\n", content)
+        self.assertNotIn(b"a@example.test", content.split(b"message/delivery-status")[1].split(b"--")[0])
 
     def test_expiry(self):
         target = ScriptedTarget([{"demo@example.test": later}] * 1000)
-        runner = self.runner(target)
+        runner = self.runner(target, NoticeSink())
         item = queueMessage(self.queue, arrival=self.clock.seconds())
         runner.enqueue(item)
         self.clock.advance(0)
@@ -260,3 +288,254 @@ class LocalDeliveryTests(unittest.TestCase):
             folder.read(info),
             b"Return-Path: <a@b.example>\r\nSubject: x\r\n\r\nbody\r\n",
         )
+
+
+def runUntilIdle(clock, stop, limit=10000):
+    """
+    Advance C{clock} from one scheduled call to the next until C{stop()}.
+
+    @return: the times at which calls ran.
+    """
+    times = []
+    for _ in range(limit):
+        if stop():
+            return times
+        calls = clock.getDelayedCalls()
+        if not calls:
+            return times
+        nextTime = min(c.getTime() for c in calls)
+        clock.advance(max(0, nextTime - clock.seconds()))
+        times.append(clock.seconds())
+    raise AssertionError("did not stop")
+
+
+class ScheduleAndNoticeTests(unittest.TestCase):
+    """
+    The whole life of a message in the queue, on a fake clock: the retry
+    schedule, the delay notice, expiry and the bounce, and the other
+    notices RFC 3461 NOTIFY asks for.
+    """
+
+    def setUp(self):
+        self.queue = QueueStore(self.mktemp())
+        self.queue.create()
+        self.clock = Clock()
+        self.clock.advance(1000)
+        self.config = QueueConfig()  # the defaults: 1 min .. 1 h, 5 days, 4 h
+
+    def runner(self, *targets, postmaster="postmaster@example.test"):
+        runner = QueueRunner(
+            self.queue, list(targets), self.clock, runSynchronously, self.config,
+            now=self.clock.seconds, hostname="mail.example.test",
+            postmaster=postmaster,
+        )
+        runner.startService()
+        self.addCleanup(runner.stopService)
+        return runner
+
+    def queueWith(self, recipients, sender="a@b.example", notify="", params=None):
+        env = envelope(recipients=recipients, sender=sender, arrival=self.clock.seconds())
+        for r in env.recipients:
+            r.notify = notify
+        env.params.update(params or {})
+        spool = self.queue.spool(env)
+        spool.write(b"Subject: hello\r\nX-Test: 1\r\n\r\nbody\r\n")
+        return spool.commit()
+
+    def test_wholeScheduleDelayNoticeExpiryAndBounce(self):
+        target = ScriptedTarget([{"demo@example.test": later}] * 1000)
+        notices = NoticeSink()
+        runner = self.runner(target, notices)
+        item = self.queueWith(["demo@example.test"])
+        runner.enqueue(item)
+        arrival = self.clock.seconds()
+        attemptTimes = []
+        original = target.deliver
+
+        def recordingDeliver(i, recipients):
+            attemptTimes.append(self.clock.seconds() - arrival)
+            return original(i, recipients)
+
+        target.deliver = recordingDeliver
+        runUntilIdle(self.clock, lambda: item.id not in self.queue.ids())
+
+        gaps = [b - a for a, b in zip(attemptTimes, attemptTimes[1:])]
+        # Exponential back-off from one minute, capped at one hour.
+        self.assertEqual(gaps[:7], [60, 120, 240, 480, 960, 1920, 3600])
+        self.assertEqual(set(gaps[7:-1]), {3600})
+        self.assertLessEqual(gaps[-1], 3600)
+        self.assertGreater(attemptTimes[-1], 5 * 86400 - 3600)
+        self.assertLess(attemptTimes[-1], 5 * 86400)
+        # Two notices to the sender: the delay notice at 4 hours, the bounce.
+        self.assertEqual(len(notices.received), 2)
+        (delayEnv, delay), (bounceEnv, bounced) = notices.received
+        self.assertEqual(delayEnv.sender, "")
+        self.assertEqual(delayEnv.arrival - arrival, 4 * 3600)
+        # The bounce is sent at the expiry, 5 days after arrival.
+        self.assertEqual(bounceEnv.arrival - arrival, 5 * 86400)
+        self.assertEqual([r.address for r in delayEnv.recipients], ["a@b.example"])
+        self.assertIn(b"Subject: Delayed Mail (still being retried)", delay)
+        self.assertIn(b"Action: delayed\r\nStatus: 4.2.0\r\n", delay)
+        self.assertIn(b"Will-Retry-Until: ", delay)
+        self.assertIn(b"Subject: Undelivered Mail Returned to Sender", bounced)
+        self.assertIn(
+            b"Final-Recipient: rfc822; demo@example.test\r\nAction: failed\r\n"
+            b"Status: 4.4.7\r\n",
+            bounced,
+        )
+        self.assertIn(b"message expired in the queue after 5 days; last error: try later", bounced)
+        self.assertIn(b"Content-Type: text/rfc822-headers\r\n\r\nSubject: hello\r\nX-Test: 1\r\n\r\n--", bounced)
+        self.assertEqual(self.queue.ids(), [])
+
+    def test_retFullReturnsTheWholeMessage(self):
+        notices = NoticeSink()
+        runner = self.runner(ScriptedTarget([{"demo@example.test": never}]), notices)
+        runner.enqueue(self.queueWith(["demo@example.test"], params={"ret": "FULL", "envid": "abc 1"}))
+        self.clock.advance(0)
+        [(_, content)] = notices.received
+        self.assertIn(b"Original-Envelope-Id: abc+201\r\n", content)
+        self.assertIn(
+            b"Content-Type: message/rfc822\r\n\r\nSubject: hello\r\nX-Test: 1\r\n\r\nbody\r\n\r\n--",
+            content,
+        )
+
+    def test_notifyNeverSuppressesTheBounce(self):
+        notices = NoticeSink()
+        runner = self.runner(ScriptedTarget([{"demo@example.test": never}]), notices)
+        runner.enqueue(self.queueWith(["demo@example.test"], notify="NEVER"))
+        self.clock.advance(0)
+        self.assertEqual(notices.received, [])
+        self.assertEqual(self.queue.ids(), [])
+
+    def test_notifySuccess(self):
+        """
+        NOTIFY=SUCCESS: a success notice for a final delivery; none when the
+        message was handed on with NOTIFY to a server doing DSN.
+        """
+        passedOn = DeliveryResult(DELIVERED, "2.0.0", "250 ok", "mx[192.0.2.1]:25", "mx", "")
+        notices = NoticeSink()
+        target = ScriptedTarget([{"demo@example.test": ok}, {"demo@example.test": passedOn}])
+        runner = self.runner(target, notices)
+        runner.enqueue(self.queueWith(["demo@example.test"], notify="SUCCESS,FAILURE"))
+        self.clock.advance(0)
+        [(env, content)] = notices.received
+        self.assertIn(b"Subject: Successful Mail Delivery Report", content)
+        self.assertIn(b"Action: delivered\r\nStatus: 2.0.0\r\n", content)
+        runner.enqueue(self.queueWith(["demo@example.test"], notify="SUCCESS"))
+        self.clock.advance(0)
+        self.assertEqual(len(notices.received), 1)
+        self.assertEqual(self.queue.ids(), [])
+
+    def test_nullSenderIsNeverBounced(self):
+        """
+        A failed message with the null sender gets no bounce; the
+        postmaster gets a copy of the report (a double bounce), and a failed
+        report to the postmaster is dropped.
+        """
+        notices = NoticeSink()
+        target = ScriptedTarget([{"demo@example.test": never}] * 2)
+        runner = self.runner(target, notices, postmaster="postmaster@b.example")
+        runner.enqueue(self.queueWith(["demo@example.test"], sender=""))
+        self.clock.advance(0)
+        [(env, content)] = notices.received
+        self.assertEqual([r.address for r in env.recipients], ["postmaster@b.example"])
+        self.assertIn(b"Subject: Postmaster Copy: Undelivered Mail", content)
+        runner.enqueue(self.queueWith(["demo@example.test"], sender="", params={"notice": "postmaster"}))
+        self.clock.advance(0)
+        self.assertEqual(len(notices.received), 1)
+        self.assertEqual(self.queue.ids(), [])
+
+    def test_restartKeepsTheSchedule(self):
+        """
+        After a restart a deferred recipient waits for its next attempt
+        time; a delivered one is not tried again.
+        """
+        target = ScriptedTarget([{"demo@example.test": later, "x@example.test": ok}])
+        runner = self.runner(target, NoticeSink())
+        item = self.queueWith(["demo@example.test", "x@example.test"])
+        runner.enqueue(item)
+        self.clock.advance(0)
+        runner.stopService()
+        self.clock.advance(30)
+        target2 = ScriptedTarget([{"demo@example.test": ok}])
+        self.runner(target2, NoticeSink())
+        self.clock.advance(0)
+        self.assertEqual(target2.calls, [])
+        self.clock.advance(29)
+        self.assertEqual(target2.calls, [])
+        self.clock.advance(1)
+        self.assertEqual(target2.calls, [["demo@example.test"]])
+        self.assertEqual(self.queue.ids(), [])
+
+    def test_localAndRemoteAreIndependent(self):
+        """
+        The result of a fast target is durable while a slow one is still
+        working; a later failure of the slow one does not repeat the fast
+        one.
+        """
+        fast = ScriptedTarget([{"demo@example.test": ok}])
+
+        @implementer(IDeliveryTarget)
+        class Slow:
+            name = "slow"
+            pending = defer.Deferred()
+
+            def accepts(self, r):
+                return r.endswith("@remote.example")
+
+            def deliver(self, item, recipients):
+                return self.pending
+
+        slow = Slow()
+        runner = self.runner(fast, slow, NoticeSink())
+        item = self.queueWith(["demo@example.test", "x@remote.example"])
+        runner.enqueue(item)
+        self.clock.advance(0)
+        loaded = self.queue.load(item.id)
+        self.assertEqual([r.state for r in loaded.envelope.recipients], [DELIVERED, "pending"])
+        slow.pending.callback({"x@remote.example": later})
+        slow.pending = defer.Deferred()
+        self.clock.advance(60)
+        self.assertEqual(fast.calls, [["demo@example.test"]])
+        slow.pending.callback({"x@remote.example": ok})
+        self.assertEqual(self.queue.ids(), [])
+
+    def test_lockedMessageWaits(self):
+        """
+        A message locked by the admin command is tried again a little
+        later, and others are not held up.
+        """
+        from mailplat.queue.store import QueueBusy, lockFile
+
+        target = ScriptedTarget([{"demo@example.test": ok}] * 2)
+        runner = self.runner(target, NoticeSink())
+        locked = self.queueWith(["demo@example.test"])
+        other = self.queueWith(["demo@example.test"])
+        fd = lockFile(locked.path)
+        self.assertRaises(QueueBusy, lockFile, locked.path)
+        runner.schedule(locked.id, 0)
+        runner.schedule(other.id, 0)
+        self.clock.advance(0)
+        self.assertEqual(self.queue.ids(), [locked.id])
+        os.close(fd)
+        self.clock.advance(5)
+        self.assertEqual(self.queue.ids(), [])
+
+    def test_holdReleaseDelete(self):
+        target = ScriptedTarget([{"demo@example.test": ok}])
+        runner = self.runner(target)
+        item = self.queueWith(["demo@example.test"])
+        self.queue.hold(item.id)
+        runner.schedule(item.id, 0)
+        self.clock.advance(0)
+        self.assertEqual((self.queue.ids(), self.queue.heldIds()), ([], [item.id]))
+        self.assertEqual(target.calls, [])
+        self.queue.release(item.id)
+        runner.schedule(item.id, 0)
+        self.clock.advance(0)
+        self.assertEqual(target.calls, [["demo@example.test"]])
+        gone = self.queueWith(["demo@example.test"])
+        self.assertEqual(self.queue.delete(gone.id), "active")
+        self.assertRaises(FileNotFoundError, self.queue.delete, gone.id)
+        self.assertRaises(FileNotFoundError, self.queue.delete, "../passwd")
+        self.assertEqual(self.queue.ids(), [])

@@ -1,0 +1,464 @@
+"""
+The IMAP commands of the selected state (RFC 3501 6.4): CHECK, CLOSE,
+EXPUNGE, SEARCH, FETCH, STORE, COPY and UID; UNSELECT (RFC 3691), MOVE (RFC
+6851), UID EXPUNGE (RFC 4315) and CONDSTORE's modifiers (RFC 7162).  A
+mixin of L{mailplat.imap.server.IMAPServer}.
+"""
+
+import os
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IPushProducer
+from zope.interface import implementer
+
+from mailplat.imap import fetch, search
+from mailplat.imap.message import (
+    MAX_MIME_DEPTH,
+    SYSTEM_FLAGS_ORDER,
+    MimeTooDeep,
+    orderedFlags,
+)
+from mailplat.imap.responses import GONE, TRYCREATE, no
+from mailplat.imap.selected import InvalidSequence
+from mailplat.imap.wire import ParseError, flagList, formatSequenceSet
+from mailplat.interfaces import MessageGone, NoSuchFolder, QuotaExceeded
+
+_FETCH_BATCH = 256
+_STREAM_CHUNK = 64 * 1024
+MAX_KEYWORDS = 100
+
+
+@implementer(IPushProducer)
+class _WriteFlow:
+    """
+    Pauses a long FETCH while the transport's write buffer is full.
+    """
+
+    def __init__(self):
+        self.paused = False
+        self._waiting = []
+
+    def pauseProducing(self):
+        self.paused = True
+
+    def resumeProducing(self):
+        self.paused = False
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(None)
+
+    def stopProducing(self):
+        self.resumeProducing()
+
+    def whenWritable(self):
+        if not self.paused:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self._waiting.append(d)
+        return d
+
+
+class MessageCommands:
+    """
+    Selected-state commands; C{self} is the L{mailplat.imap.server.IMAPServer}.
+    """
+
+    def imap_CHECK(self, tag, args):
+        """
+        RFC 3501 6.4.1: nothing to flush (the store writes through), but a
+        good point to report changes.
+        """
+        args.end()
+        return self._finish(tag, b"CHECK completed")
+
+    @defer.inlineCallbacks
+    def imap_CLOSE(self, tag, args):
+        """
+        RFC 3501 6.4.2: remove C{\\Deleted} messages silently (not in a
+        read-only session) and go back to the authenticated state.
+        """
+        args.end()
+        selected = self.selected
+        self._unselect()
+        if selected.writeable:
+            try:
+                yield self.context.runBlocking(selected.folder.expunge)
+            except NoSuchFolder:
+                pass
+        self.tagged(tag, b"OK", b"CLOSE completed")
+
+    def imap_UNSELECT(self, tag, args):
+        """
+        RFC 3691: like CLOSE without the expunge.
+        """
+        args.end()
+        self._unselect()
+        self.tagged(tag, b"OK", b"UNSELECT completed")
+
+    @defer.inlineCallbacks
+    def imap_EXPUNGE(self, tag, args, uid=False):
+        """
+        RFC 3501 6.4.3 and UID EXPUNGE (RFC 4315 2.1): one untagged EXPUNGE
+        per removed message, highest sequence number first.
+        """
+        uids = None
+        if uid:
+            args.sp()
+            uids = [u for _, u in self.selected.resolve(args.sequenceSet(), True)]
+        args.end()
+        if not self.selected.writeable:
+            raise no(b"[READ-ONLY] Mailbox is read-only")
+        yield self.context.runBlocking(self.selected.folder.expunge, uids)
+        yield self._finish(tag, b"UID EXPUNGE completed" if uid else b"EXPUNGE completed")
+
+    def _resolve(self, sequenceSet, uid):
+        try:
+            return self.selected.resolve(sequenceSet, uid)
+        except InvalidSequence:
+            raise ParseError("Invalid message sequence number") from None
+
+    @defer.inlineCallbacks
+    def imap_SEARCH(self, tag, args, uid=False):
+        """
+        RFC 3501 6.4.4 and 6.4.8 (UID SEARCH); MODSEQ from RFC 7162 3.1.5.
+        """
+        args.sp()
+        try:
+            program, usesModseq = search.parseSearch(args)
+        except search.BadCharset:
+            raise no(b"[BADCHARSET (" + b" ".join(c.encode() for c in search.CHARSETS)
+                      + b")] Unsupported charset") from None
+        if usesModseq:
+            self._enableCondstore()
+        selected = self.selected
+        uids = list(selected.uids)
+        recent = set(selected.recent)
+        program = search.optimize(program)
+        found = yield self.context.runBlocking(
+            _runSearch, selected.folder, uids, recent, program
+        )
+        if self._closing:
+            return
+        numbers = [u for _, u, _ in found] if uid else [s for s, _, _ in found]
+        line = b"SEARCH" + b"".join(b" %d" % n for n in numbers)
+        if usesModseq and found:
+            line += b" (MODSEQ %d)" % max(m for _, _, m in found)
+        self.untagged(line)
+        yield self._finish(tag, b"UID SEARCH completed" if uid else b"SEARCH completed",
+                           allowExpunge=uid)
+
+    @defer.inlineCallbacks
+    def imap_FETCH(self, tag, args, uid=False):
+        """
+        RFC 3501 6.4.5 and 6.4.8 (UID FETCH); CHANGEDSINCE and MODSEQ from
+        RFC 7162 3.1.4.
+        """
+        args.sp()
+        sequenceSet = args.sequenceSet()
+        args.sp()
+        items = fetch.parseAttributes(args)
+        changedSince = None
+        if not args.atEnd():
+            args.sp()
+            args.expect(b"(")
+            args.expect(b"CHANGEDSINCE")
+            args.sp()
+            changedSince = args.number(limit=2**63 - 1)
+            args.expect(b")")
+        args.end()
+        pairs = self._resolve(sequenceSet, uid)
+        names = {item.name for item in items}
+        if changedSince is not None or b"MODSEQ" in names:
+            self._enableCondstore()
+        if uid and b"UID" not in names:
+            items.append(fetch.FetchItem(b"UID"))
+        if self.condstore and b"MODSEQ" not in names and (
+            changedSince is not None or b"FLAGS" in names
+        ):
+            items.append(fetch.FetchItem(b"MODSEQ"))
+        problem = yield self._fetch(pairs, items, changedSince)
+        if problem == GONE and uid:
+            # RFC 3501 6.4.8: UIDs that no longer exist are ignored; the
+            # EXPUNGE follows.
+            problem = None
+        if problem is not None:
+            self.tagged(tag, b"NO", problem)
+            return
+        yield self._finish(tag, b"UID FETCH completed" if uid else b"FETCH completed",
+                           allowExpunge=uid)
+
+    @defer.inlineCallbacks
+    def _fetch(self, pairs, items, changedSince):
+        """
+        Send the FETCH responses in batches, streaming whole messages.
+
+        @return: a L{defer.Deferred} firing with the text of a tagged NO, or
+            L{None}.
+        """
+        selected = self.selected
+        folder = selected.folder
+        markSeen = selected.writeable and fetch.setsSeen(items)
+        needsContent = fetch.needsContent(items)
+        parse = fetch.needsParsing(items)
+        withFlags = items
+        if not any(item.name == b"FLAGS" for item in items):
+            withFlags = items + [fetch.FetchItem(b"FLAGS")]
+            if self.condstore and not any(item.name == b"MODSEQ" for item in items):
+                withFlags.append(fetch.FetchItem(b"MODSEQ"))
+        sendsFlags = any(item.name == b"FLAGS" for item in items)
+        gone = tooDeep = False
+        flow = _WriteFlow()
+        self.transport.registerProducer(flow, True)
+        try:
+            for start in range(0, len(pairs), _FETCH_BATCH):
+                batch = pairs[start : start + _FETCH_BATCH]
+                seqOf = {u: s for s, u in batch}
+                infos = yield self.context.runBlocking(folder.messages, list(seqOf))
+                if len(infos) != len(batch):
+                    gone = True
+                newlySeen = set()
+                if markSeen:
+                    unseen = [i.uid for i in infos if "\\Seen" not in i.flags]
+                    if unseen:
+                        updated, lost, _ = yield self.context.runBlocking(
+                            folder.storeFlags, unseen, {"\\Seen"}
+                        )
+                        selected.reported(updated)
+                        byUID = {i.uid: i for i in updated}
+                        infos = [byUID.get(i.uid, i) for i in infos]
+                        newlySeen = set(byUID)
+                for info in infos:
+                    if not self._connected or self._closing:
+                        return None
+                    if changedSince is not None and info.modseq <= changedSince:
+                        continue
+                    query = withFlags if info.uid in newlySeen else items
+                    if query is withFlags or sendsFlags:
+                        selected.reported([info])
+                    recent = selected.isRecent(info.uid)
+                    if needsContent:
+                        try:
+                            pieces, f = yield self.context.runBlocking(
+                                _render, folder, info, query, parse, recent
+                            )
+                        except MessageGone:
+                            gone = True
+                            continue
+                        except MimeTooDeep:
+                            tooDeep = True
+                            continue
+                    else:
+                        pieces, f = fetch.messageAttributes(info, query, recent=recent), None
+                    try:
+                        self.transport.write(b"* %d FETCH (" % seqOf[info.uid])
+                        yield self._writePieces(pieces, f, flow)
+                        self.transport.write(b")\r\n")
+                    finally:
+                        if f is not None:
+                            f.close()
+                    self.resetTimeout()
+                    yield flow.whenWritable()
+        except Exception:
+            # Part of a response may be out already: nothing sound can follow.
+            self.log.failure("imap: FETCH failed for {peer}", peer=self.peer)
+            self._close()
+            return None
+        finally:
+            if self._connected:
+                self.transport.unregisterProducer()
+        if tooDeep:
+            return b"[LIMIT] MIME structure nested more than %d levels deep" % (
+                MAX_MIME_DEPTH,)
+        if gone:
+            return GONE
+        return None
+
+    @defer.inlineCallbacks
+    def _writePieces(self, pieces, f, flow):
+        for piece in pieces:
+            if isinstance(piece, bytes):
+                self.transport.write(piece)
+                continue
+            f.seek(piece.offset)
+            remaining = piece.length
+            while remaining:
+                chunk = yield self.context.runBlocking(f.read, min(_STREAM_CHUNK, remaining))
+                if not chunk:
+                    raise OSError("message file shrank while being sent")
+                self.transport.write(chunk)
+                remaining -= len(chunk)
+                if remaining:
+                    self.resetTimeout()
+                    yield flow.whenWritable()
+
+    @defer.inlineCallbacks
+    def imap_STORE(self, tag, args, uid=False):
+        """
+        RFC 3501 6.4.6 and 6.4.8 (UID STORE); UNCHANGEDSINCE from RFC 7162
+        3.1.3.
+        """
+        args.sp()
+        sequenceSet = args.sequenceSet()
+        args.sp()
+        unchangedSince = None
+        if args.maybe(b"("):
+            args.expect(b"UNCHANGEDSINCE")
+            args.sp()
+            unchangedSince = args.number(limit=2**63 - 1)
+            args.expect(b")")
+            args.sp()
+            self._enableCondstore()
+        item = args.run(frozenset(b"+-.ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"),
+                        "store item").upper()
+        silent = item.endswith(b".SILENT")
+        if silent:
+            item = item[: -len(b".SILENT")]
+        if item not in (b"FLAGS", b"+FLAGS", b"-FLAGS"):
+            raise ParseError("Invalid STORE data item")
+        args.sp()
+        if args.peek() == b"(":
+            raw = args.flagList()
+        else:
+            raw = [args.flag()]
+            while not args.atEnd():
+                args.sp()
+                raw.append(args.flag())
+        args.end()
+        flags = self._flags(raw)
+        selected = self.selected
+        pairs = self._resolve(sequenceSet, uid)
+        if not selected.writeable:
+            raise no(b"[READ-ONLY] Mailbox is read-only")
+        keywords = {f for f in flags if not f.startswith("\\")}
+        if item != b"-FLAGS" and len(set(selected.keywords) | keywords) > MAX_KEYWORDS:
+            raise no(b"[LIMIT] Too many keywords in this mailbox")
+        change = {b"FLAGS": {"replace": flags}, b"+FLAGS": {"add": flags},
+                  b"-FLAGS": {"remove": flags}}[item]
+        seqOf = {u: s for s, u in pairs}
+        infos, gone, modified = yield self.context.runBlocking(
+            selected.folder.storeFlags, list(seqOf), unchangedSince=unchangedSince,
+            **change
+        )
+        if self._closing or self.selected is not selected:
+            return
+        newKeywords = set()
+        for info in infos:
+            newKeywords.update(f for f in info.flags if not f.startswith("\\"))
+        if not newKeywords <= set(selected.keywords):
+            selected.keywords = sorted(set(selected.keywords) | newKeywords)
+            self._sendFlags(selected.keywords)
+        for info in infos:
+            parts = []
+            if not silent:
+                parts.append(b"FLAGS " + flagList(
+                    orderedFlags(info.flags, selected.isRecent(info.uid))))
+            if uid:
+                parts.append(b"UID %d" % info.uid)
+            if self.condstore and (not silent or info.modseq > selected.modseq):
+                parts.append(b"MODSEQ (%d)" % info.modseq)
+            if not silent or self.condstore and info.modseq > selected.modseq:
+                self.untagged(b"%d FETCH (" % seqOf[info.uid] + b" ".join(parts) + b")")
+        selected.reported(infos)
+        command = b"UID STORE" if uid else b"STORE"
+        if gone and not uid:
+            self.tagged(tag, b"NO", GONE)
+            return
+        code = b""
+        if modified:
+            numbers = sorted(modified) if uid else sorted(seqOf[u] for u in modified)
+            code = b"[MODIFIED " + formatSequenceSet(numbers) + b"] "
+            command = b"Conditional " + command + b" failed for some messages;"
+        yield self._finish(tag, command + b" completed", allowExpunge=uid, code=code)
+
+    def _sendFlags(self, keywords):
+        flags = list(SYSTEM_FLAGS_ORDER) + list(keywords)
+        self.untagged(b"FLAGS " + flagList(flags))
+        if self.selected is not None and self.selected.writeable:
+            self.untagged(b"OK [PERMANENTFLAGS " + flagList(flags + ["\\*"])
+                          + b"] Flags permitted")
+
+    def imap_COPY(self, tag, args, uid=False):
+        return self._copy(tag, args, uid, move=False)
+
+    def imap_MOVE(self, tag, args, uid=False):
+        return self._copy(tag, args, uid, move=True)
+
+    @defer.inlineCallbacks
+    def _copy(self, tag, args, uid, move):
+        """
+        COPY (RFC 3501 6.4.7) and MOVE (RFC 6851), with COPYUID (RFC 4315).
+        """
+        args.sp()
+        sequenceSet = args.sequenceSet()
+        args.sp()
+        name = self._mailbox(args)
+        args.end()
+        selected = self.selected
+        pairs = self._resolve(sequenceSet, uid)
+        if move and not selected.writeable:
+            raise no(b"[READ-ONLY] Mailbox is read-only")
+        target = yield self._folder(name, TRYCREATE)
+        method = selected.folder.moveTo if move else selected.folder.copyTo
+        try:
+            done = yield self.context.runBlocking(method, [u for _, u in pairs], target)
+        except QuotaExceeded:
+            raise no(b"[OVERQUOTA] Quota exceeded") from None
+        verb = (b"UID " if uid else b"") + (b"MOVE" if move else b"COPY")
+        code = b""
+        if done:
+            validity = yield self.context.runBlocking(lambda: target.uidValidity)
+            code = b"[COPYUID %d %s %s] " % (
+                validity,
+                formatSequenceSet([s for s, _ in done]),
+                formatSequenceSet([t for _, t in done]),
+            )
+        if move:
+            if code:
+                self.untagged(b"OK " + code + b"Moved")
+            yield self._finish(tag, verb + b" completed")
+        else:
+            yield self._finish(tag, verb + b" completed", code=code)
+
+
+def _render(folder, info, items, parse, recent):
+    """
+    I{blocking}: open a message and build its FETCH data: parsed when an
+    item needs the structure, else with the whole message left in the file
+    to be streamed.
+
+    @return: C{(pieces, file)}; the caller closes the file (L{None} when
+        everything was read).
+    """
+    f = folder.openMessage(info)
+    try:
+        if parse:
+            content = fetch.parse(f.read())
+            f.close()
+            return fetch.messageAttributes(info, items, content, recent=recent), None
+        size = os.fstat(f.fileno()).st_size
+        return fetch.messageAttributes(info, items, None, size, recent), f
+    except BaseException:
+        f.close()
+        raise
+
+
+def _runSearch(folder, uids, recent, program):
+    """
+    I{blocking}: evaluate a search program over a session's view.
+
+    @return: C{[(seq, uid, modseq)]} of the matching messages.
+    """
+    infos = {info.uid: info for info in folder.messages(uids)}
+    context = (len(uids), uids[-1] if uids else 0)
+    found = []
+    for seq, uid in enumerate(uids, 1):
+        info = infos.get(uid)
+        if info is None:
+            continue
+        candidate = search.Candidate(seq, info, uid in recent, folder.read)
+        try:
+            if search.matches(program, candidate, context):
+                found.append((seq, uid, info.modseq))
+        except MessageGone:
+            continue
+    return found
