@@ -13,7 +13,9 @@ SOURCES := $(shell find mailplat twisted -name '*.py') setup.cfg pyproject.toml
 # unconfigured ("No configuration", preseeded) and never started.
 # Debian packages the tests drive; PACKAGE=COMMAND where the command has
 # another name (isync installs mbsync).
-DEBIAN_TOOLS := swaks postfix isync=mbsync fetchmail
+# opendkim-tools and opendkim (the tests only run `opendkim -t`, its offline
+# test mode, as the DKIM interop peer: it signs and verifies test messages).
+DEBIAN_TOOLS := swaks postfix isync=mbsync fetchmail opendkim-tools=opendkim-genkey opendkim
 
 .PHONY: run test tools bench clean
 

@@ -86,8 +86,11 @@ LEGACY_INDEX = "mailplat-uidlist"
 _TRASH_PREFIX = ".#deleted-"
 _COPY_CHUNK = 256 * 1024
 # A directory whose modification time is this recent may change again
-# within the same clock tick: it is scanned again next time.
+# within the same timestamp tick, unseen: it is scanned again next time.
+# File systems with whole-second times need a second; others (ext4, XFS,
+# tmpfs, Btrfs) stamp with the kernel's clock tick, a few milliseconds.
 _SETTLE_NS = 1_000_000_000
+_SETTLE_FINE_NS = 50_000_000
 
 
 @dataclass(frozen=True)
@@ -341,7 +344,9 @@ class MaildirFolder:
             changed = self._reconcile(found)
             self._known = names
         self._stamp = stamp
-        self._settled = time.time_ns() - max(stamp) > _SETTLE_NS
+        fine = any(t % 1_000_000_000 for t in stamp)
+        settle = _SETTLE_FINE_NS if fine else _SETTLE_NS
+        self._settled = time.time_ns() - max(stamp) > settle
         return changed
 
     def _reconcile(self, found):

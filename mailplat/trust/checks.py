@@ -730,8 +730,8 @@ class DKIMSignCheck:
 
         self.context = context
         opts = _Options(options)
-        self.keyDir = opts.get("key_dir", str, None) or context.config.dkim.keyDir
         opts.finish()
+        self.keyDir = context.config.dkim.keyDir
         self.keys = KeyStore(self.keyDir)
         self.networks = [ipaddress.ip_network(n) for n in context.config.smtp.trustedNetworks]
 

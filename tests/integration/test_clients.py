@@ -325,3 +325,85 @@ def test_idleAppendLimitAndPop3AgainstTwistd(server):
     assert conn.readline() == b"* 1 EXPUNGE\r\n"
     assert conn.readline() == b"c OK NOOP completed\r\n"
     conn.logout()
+
+
+def test_concurrentSessionsStayConsistent(server):
+    """
+    Deliveries, two IMAP sessions storing flags, copying and expunging, and
+    POP3 sessions, all at once: every message gets a distinct UID, none is
+    lost, the Maildir and the index agree, and the sessions' views converge.
+    """
+    import threading
+
+    errors = []
+    stop = threading.Event()
+    copies = []
+
+    def imapWorker(n):
+        try:
+            conn = imap(server)
+            assert conn.select("INBOX")[0] == "OK"
+            i = 0
+            while not stop.is_set():
+                i += 1
+                typ, data = conn.fetch("1:*", "(UID FLAGS)")
+                assert typ == "OK", data
+                typ, data = conn.store("1:*", "+FLAGS" if i % 2 else "-FLAGS",
+                                       "(\\Flagged)")
+                assert typ == "OK", data
+                # imaplib's uid() drops the tagged text, where COPYUID is.
+                typ, data = conn._simple_command("UID", "COPY", "1", "Archive")
+                assert typ == "OK", data
+                if data[0].startswith(b"[COPYUID "):
+                    copies.append(data[0])
+                assert conn.noop()[0] == "OK"
+            conn.logout()
+        except Exception as e:
+            errors.append((n, e))
+
+    def popWorker():
+        import poplib
+
+        try:
+            while not stop.is_set():
+                pop = poplib.POP3_SSL("127.0.0.1", server.ports["pop3s"],
+                                      context=insecureContext())
+                pop.user(USER)
+                try:
+                    pop.pass_("demo")
+                except poplib.error_proto as e:
+                    # Another POP3 session holds the maildrop.
+                    assert b"[IN-USE]" in e.args[0] or b"[AUTH]" in e.args[0], e
+                    pop.quit()
+                    continue
+                pop.uidl()
+                pop.quit()
+        except Exception as e:
+            errors.append(("pop", e))
+
+    threads = [threading.Thread(target=imapWorker, args=(n,)) for n in range(2)]
+    threads.append(threading.Thread(target=popWorker))
+    for t in threads:
+        t.start()
+    try:
+        for n in range(15):
+            deliver(server, b"concurrent %d" % n, b"body %d\r\n" % n)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+    assert errors == []
+
+    conn = imap(server)
+    typ, data = conn.select("INBOX")
+    assert data == [b"15"]
+    typ, data = conn.uid("SEARCH", "ALL")
+    assert data == [b" ".join(b"%d" % n for n in range(1, 16))]
+    typ, data = conn.status("Archive", "(MESSAGES)")
+    assert data == [b"Archive (MESSAGES %d)" % len(copies)]
+    conn.logout()
+    maildir = os.path.join(os.path.dirname(server.certificate), "..", "mail",
+                           "example.test", "demo", "Maildir")
+    files = os.listdir(os.path.join(maildir, "cur")) + os.listdir(
+        os.path.join(maildir, "new"))
+    assert len(files) == 15

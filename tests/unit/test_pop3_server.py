@@ -14,6 +14,7 @@ from zope.interface import alsoProvides, implementer
 
 from mailplat.config import ListenerConfig
 from mailplat.pop3 import POP3Factory
+from mailplat.storage.maildir import MaildirStore
 from mailplat.testing import makeContext
 
 USER = "demo@example.test"
@@ -774,6 +775,28 @@ class POP3ServerTests(unittest.TestCase):
         folder = self.folder()
         for info in folder.snapshot():
             folder.setFlags(info, {"\\Seen", "\\Flagged"})
+        proto, transport = self.login()
+        self.assertReplies(proto, transport, b"UIDL\r\n", first)
+
+    def test_uidlStableAcrossRestart(self):
+        """
+        UIDL strings come from the index, so a new store over the same files
+        (a restart) gives the same ones, in Dovecot's %08Xu%08Xv form.
+        """
+        self.deliver(MSG1, MSG2)
+        proto, transport = self.login()
+        first = self.send(proto, transport, b"UIDL\r\n")
+        self.send(proto, transport, b"QUIT\r\n")
+        proto.connectionLost(None)
+        validity = self.folder().uidValidity
+        self.assertEqual(
+            first,
+            b"+OK Unique-ID listing follows\r\n1 00000001%08X\r\n2 00000002%08X\r\n.\r\n"
+            % (validity, validity),
+        )
+        self.ctx.store = MaildirStore(self.ctx.config.storage.path)
+        self.ctx.portal.realm.store = self.ctx.store
+        self.factories = {}
         proto, transport = self.login()
         self.assertReplies(proto, transport, b"UIDL\r\n", first)
 

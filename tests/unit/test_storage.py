@@ -277,6 +277,24 @@ class MaildirTests(StoreTestMixin, unittest.TestCase):
         self.assertEqual(calls, [1])
         self.assertFalse(folder.poll())
 
+    def test_changeWithinTheSameTimestampTick(self):
+        """
+        A directory changed moments ago is scanned again even if its
+        modification time has not moved, since a second change within the
+        same timestamp tick does not move it.
+        """
+        folder = self.inbox()
+        folder.deliver([b"x\r\n"])
+        folder.snapshot()
+        self.assertFalse(folder._settled)
+        new = os.path.join(folder.path, "new")
+        before = os.stat(new).st_mtime_ns
+        with open(os.path.join(new, "2.ext.host"), "wb") as f:
+            f.write(b"y\r\n")
+        os.utime(new, ns=(before, before))
+        self.assertTrue(folder.poll())
+        self.assertEqual(len(folder.snapshot()), 2)
+
     def test_crashBetweenFileAndIndex(self):
         """
         A file renamed into new/ whose index entry was never written (a crash

@@ -454,3 +454,48 @@ class DKIMSignTests(TrustSessionMixin, unittest.TestCase):
                                      MESSAGE.replace(b"alice@example.com", b"alice@example.test"))
         self.assertTrue(end.startswith(b"250 2.0.0"))
         self.assertEqual(self.queuedHeaders(), [])
+
+
+class _Spool:
+    """
+    What the data-stage checks read of a L{SpoolFile}.
+    """
+
+    def __init__(self, path, offset, size):
+        self.tmpPath, self.offset, self.size = path, offset, size
+
+
+class ExtraHeadersTests(unittest.TestCase):
+    def test_dataStageFieldsOnFacts(self):
+        """
+        The checks append complete header fields, as bytes ending in CRLF,
+        to C{facts.extraHeaders}: one Authentication-Results field, rewritten
+        in place as each check adds its results.
+        """
+        from email.parser import BytesHeaderParser
+
+        from mailplat.policy.facts import SessionFacts
+
+        ctx = makeContext(self.mktemp(), overrides={"check": [
+            {"type": "spf"}, {"type": "dkim"}, {"type": "dmarc"}]})
+        ctx.resolver = zoneResolver(zone())
+        facts = SessionFacts(context=ctx, peer=PEER_IP, listener="test", profile="mx",
+                             helo="client.example.com", sender="alice@example.com")
+        self.assertEqual(self.successResultOf(ctx.policy.run("mail", facts)).action, "continue")
+        message = b"Received: by mail.example.test\r\n" + signed(MESSAGE)
+        path = self.mktemp()
+        with open(path, "wb") as f:
+            f.write(b"ENVELOPE" + message)
+        facts.spool = _Spool(path, 8, len(message))
+        facts.headers = BytesHeaderParser().parsebytes(message)
+        facts.extraHeaders = [b"X-Other: kept\r\n"]
+        self.assertEqual(self.successResultOf(ctx.policy.run("data", facts)).action, "continue")
+        self.assertEqual(facts.extraHeaders[0], b"X-Other: kept\r\n")
+        self.assertEqual(len(facts.extraHeaders), 2)
+        field = facts.extraHeaders[1]
+        self.assertTrue(field.startswith(b"Authentication-Results: mail.example.test;\r\n\tspf=pass "))
+        self.assertTrue(field.endswith(b"\r\n"))
+        self.assertEqual(
+            [line.split(b" ")[0] for line in field.split(b"\r\n\t")[1:]],
+            [b"spf=pass", b"spf=pass", b"dkim=pass", b"dmarc=pass"],
+        )
