@@ -25,7 +25,10 @@ $(BIN)/python:
 
 # A regular (not editable) install: Twisted finds the plugin in the installed
 # twisted/plugins/, as it will for users.
+# build/ is removed first: setuptools reuses it, and a module deleted from
+# the source tree would otherwise stay in the installed package.
 $(VENV)/.installed: $(BIN)/python $(SOURCES)
+	rm -rf build
 	$(BIN)/pip install -q '.[test]'
 	@touch $@
 

@@ -4,8 +4,11 @@ Local delivery into the mailbox store.
 
 from zope.interface import implementer
 
-from mailplat.interfaces import IDeliveryTarget, QuotaExceeded
+from mailplat.interfaces import INBOX, IDeliveryTarget, QuotaExceeded
 from mailplat.queue.envelope import DEFERRED, DELIVERED, FAILED, DeliveryResult
+
+# The special-use folder (RFC 6154 \\Junk) that quarantined mail goes to.
+JUNK = "Junk"
 
 
 @implementer(IDeliveryTarget)
@@ -37,6 +40,8 @@ class LocalDelivery:
     def _deliverAll(self, item, recipients):
         results = {}
         returnPath = b"Return-Path: <" + item.envelope.sender.encode("utf-8") + b">\r\n"
+        # A policy check's quarantine verdict (DMARC p=quarantine, ...).
+        folder = JUNK if item.envelope.params.get("quarantine") else INBOX
         for rcpt in recipients:
             if not self.users.exists(rcpt):
                 results[rcpt] = DeliveryResult(
@@ -45,7 +50,7 @@ class LocalDelivery:
                 continue
             try:
                 uid = self.store.deliver(
-                    rcpt, _prepend(returnPath, item.contentChunks())
+                    rcpt, _prepend(returnPath, item.contentChunks()), folder
                 )
             except QuotaExceeded:
                 # RFC 3463 4.2.2: mailbox full, temporary until it expires.
@@ -57,8 +62,9 @@ class LocalDelivery:
                     DEFERRED, "4.3.0", f"mailbox write failed: {e}", "local"
                 )
             else:
+                where = "" if folder == INBOX else f" in {folder}"
                 results[rcpt] = DeliveryResult(
-                    DELIVERED, "2.0.0", f"delivered to maildir as uid {uid}", "local"
+                    DELIVERED, "2.0.0", f"delivered to maildir as uid {uid}{where}", "local"
                 )
         return results
 

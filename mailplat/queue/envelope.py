@@ -72,6 +72,7 @@ class Envelope:
     @ivar client: facts about the submitting client (address, helo, TLS,
         authenticated user) for logs and bounces.
     @ivar params: MAIL parameters kept for later (BODY, SMTPUTF8, RET, ENVID).
+    @ivar headers: header fields to prepend to the stored content.
     """
 
     id: str
@@ -80,6 +81,10 @@ class Envelope:
     arrival: float
     client: dict = field(default_factory=dict)
     params: dict = field(default_factory=dict)
+    # Header fields (str, each ending with CRLF) added by policy checks at
+    # receipt (Authentication-Results, DKIM-Signature): prepended to the
+    # content whenever it is read from the queue.
+    headers: list = field(default_factory=list)
 
     def toJSON(self):
         return json.dumps(asdict(self), sort_keys=True, ensure_ascii=False).encode(

@@ -28,6 +28,7 @@ does SMTP answer 250.  Every method that touches the disk is I{blocking}.
 import fcntl
 import os
 import secrets
+import shutil
 import time
 
 from mailplat._fsutil import fsyncDirectory, writeFileAtomically
@@ -66,8 +67,16 @@ class QueuedMessage:
         self.path = path
         self.envelope = envelope
         self.offset = offset
-        self.size = size
+        self.storedSize = size
         self.lockFD = None
+
+    @property
+    def size(self):
+        """
+        The size of the message as delivered: the added header fields and the
+        stored content.
+        """
+        return self.storedSize + len(self.prefix)
 
     def lock(self):
         """
@@ -88,13 +97,23 @@ class QueuedMessage:
     def id(self):
         return self.envelope.id
 
+    @property
+    def prefix(self):
+        """
+        The header fields checks added at receipt (L{Envelope.headers}),
+        which come before the stored content.
+        """
+        return "".join(self.envelope.headers).encode("utf-8")
+
     def openContent(self):
         """
-        I{blocking}.  @return: a binary file positioned at the message content.
+        I{blocking}.  @return: a binary file-like object reading the message:
+            the added header fields, then the stored content.
         """
         f = open(self.path, "rb")
         f.seek(self.offset)
-        return f
+        prefix = self.prefix
+        return _PrefixedFile(prefix, f) if prefix else f
 
     def contentChunks(self, chunkSize=_CHUNK):
         """
@@ -139,6 +158,46 @@ def lockFile(path, wait=0.0):
         return fd
 
 
+class _PrefixedFile:
+    """
+    A read-only file that yields C{prefix} and then the rest of C{f}.
+    """
+
+    def __init__(self, prefix, f):
+        self._prefix = prefix
+        self._file = f
+
+    @property
+    def closed(self):
+        return self._file.closed
+
+    def read(self, size=-1):
+        if self._prefix:
+            if size is None or size < 0:
+                data, self._prefix = self._prefix + self._file.read(), b""
+                return data
+            data, self._prefix = self._prefix[:size], self._prefix[size:]
+            if len(data) < size:
+                data += self._file.read(size - len(data))
+            return data
+        return self._file.read(size)
+
+    def close(self):
+        self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# Room left in a queue file's envelope for what policy checks add at the end
+# of DATA (Authentication-Results, DKIM-Signature), so that the envelope can
+# be rewritten in place; a larger envelope makes commit copy the message.
+_ENVELOPE_RESERVE = 2048
+
+
 class SpoolFile:
     """
     A message being received.  L{write} may be called from the reactor thread
@@ -151,7 +210,12 @@ class SpoolFile:
         self.tmpPath = os.path.join(queue.tmpDir, envelope.id)
         self._file = open(self.tmpPath, "xb", buffering=_CHUNK)
         header = envelope.toJSON()
-        prefix = _MAGIC + b"%d\n" % len(header) + header + b"\n"
+        self._header = header
+        self._reserved = len(header) + _ENVELOPE_RESERVE
+        # JSON allows trailing white space: the padding is room to grow.
+        prefix = _MAGIC + b"%d\n" % self._reserved
+        self._headerAt = len(prefix)
+        prefix += header.ljust(self._reserved) + b"\n"
         self._file.write(prefix)
         self.offset = len(prefix)
         self.size = 0
@@ -175,6 +239,7 @@ class SpoolFile:
         """
         try:
             self._file.flush()
+            self._finalEnvelope()
             os.fsync(self._file.fileno())
             self._file.close()
             self.closed = True
@@ -189,6 +254,39 @@ class SpoolFile:
             os.unlink(final)
             raise
         return QueuedMessage(final, self.envelope, self.offset, self.size)
+
+    def flush(self):
+        """
+        Hand buffered content to the kernel (no fsync), so that the file can
+        be read, for instance by the data-stage policy checks.
+
+        @raise OSError: on a disk error.
+        """
+        self._file.flush()
+
+    def _finalEnvelope(self):
+        """
+        Write the envelope again if it changed since DATA began (checks added
+        header fields, a quarantine mark): in place when it fits the reserved
+        room, else by copying the message into a new file.
+        """
+        header = self.envelope.toJSON()
+        if header == self._header:
+            return
+        if len(header) <= self._reserved:
+            os.pwrite(self._file.fileno(), header.ljust(self._reserved), self._headerAt)
+            return
+        copyPath = self.tmpPath + ".grow"
+        prefix = _MAGIC + b"%d\n" % len(header) + header + b"\n"
+        with open(copyPath, "xb") as out, open(self.tmpPath, "rb") as old:
+            out.write(prefix)
+            old.seek(self.offset)
+            shutil.copyfileobj(old, out, _CHUNK)
+            out.flush()
+        self._file.close()
+        os.replace(copyPath, self.tmpPath)
+        self._file = open(self.tmpPath, "ab")
+        self.offset = len(prefix)
 
     def abort(self):
         """

@@ -29,6 +29,7 @@ from twisted.internet import defer, interfaces, protocol, task
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 
+from mailplat._net import setNoDelay
 from mailplat.interfaces import IMailUser
 from mailplat.policy import verdict as V
 from mailplat.policy.facts import SessionFacts
@@ -135,6 +136,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         )
 
     def connectionMade(self):
+        setNoDelay(self.transport)
         peer = self.transport.getPeer()
         self.peer = getattr(peer, "host", None) or str(peer)
         self.facts = SessionFacts(
@@ -962,6 +964,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             return self.reply(self._storageErrorReply(t.writeError, queueId))
         try:
             t.writer.finish()
+            t.spool.flush()
         except OSError as e:
             t.spool.abort()
             self.transaction = None

@@ -227,3 +227,57 @@ class SubmissionPolicyTests(SessionMixin, unittest.TestCase):
         self.send(proto, t, b"MAIL FROM:<demo@example.test>\r\nRCPT TO:<x@other.example>\r\nDATA\r\n")
         out = self.send(proto, t, b"From: Sales <sales@example.test>\r\n\r\nhi\r\n.\r\n")
         self.assertTrue(out.startswith(b"250 2.0.0 Ok: queued as "))
+
+
+@provider(ICheckFactory)
+class _TaggingFactory:
+    """
+    A data-stage check that adds a header field and quarantines.
+    """
+
+    name = "tagging"
+
+    @staticmethod
+    def makeCheck(options, context):
+        @implementer(ICheck)
+        class Tagging:
+            name = "tagging"
+            stages = frozenset({"data"})
+
+            def check(self, stage, facts):
+                content = open(facts.spool.tmpPath, "rb").read()[facts.spool.offset:]
+                assert content.startswith(b"Received: from c ")
+                facts.extraHeaders.append(b"Authentication-Results: mail.example.test; none\r\n")
+                return V.quarantine("test")
+
+        return Tagging()
+
+
+class ExtraHeadersTests(SessionMixin, unittest.TestCase):
+    overrides = {"check": [{"type": "tagging"}]}
+
+    def setUp(self):
+        from mailplat import testing
+        from mailplat.config.schema import ListenerConfig
+
+        self.ctx = testing.makeContext(
+            self.mktemp(), tlsOptions=object(), overrides=self.overrides,
+            plugins=[_TaggingFactory],
+        )
+        self.listener = ListenerConfig("test", "smtp", "tcp:0", tls="starttls", profile="mx")
+
+    def test_headersAndQuarantinePersist(self):
+        proto, t = self.connect()
+        self.send(proto, t, b"EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<demo@example.test>\r\n")
+        self.send(proto, t, b"DATA\r\n")
+        out = self.send(proto, t, b"Subject: q\r\n\r\nbody\r\n.\r\n")
+        item = self.ctx.runner.enqueued[0]
+        self.assertEqual(out, f"250 2.0.0 Ok: queued as {item.id}\r\n".encode())
+        loaded = self.ctx.queue.load(item.id)
+        self.assertEqual(loaded.envelope.params["quarantine"], "test")
+        self.assertEqual(
+            loaded.envelope.headers, ["Authentication-Results: mail.example.test; none\r\n"]
+        )
+        content = b"".join(loaded.contentChunks())
+        self.assertTrue(content.startswith(
+            b"Authentication-Results: mail.example.test; none\r\nReceived: from c "))

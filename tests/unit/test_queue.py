@@ -539,3 +539,69 @@ class ScheduleAndNoticeTests(unittest.TestCase):
         self.assertRaises(FileNotFoundError, self.queue.delete, gone.id)
         self.assertRaises(FileNotFoundError, self.queue.delete, "../passwd")
         self.assertEqual(self.queue.ids(), [])
+
+
+class ExtraHeaderTests(unittest.TestCase):
+    """
+    Header fields added at the end of DATA (after the envelope was first
+    written) persist and come first when the content is read.
+    """
+
+    def setUp(self):
+        self.queue = QueueStore(self.mktemp())
+        self.queue.create()
+
+    def commitWith(self, headers, content=b"Subject: x\r\n\r\nbody\r\n"):
+        spool = self.queue.spool(envelope())
+        spool.write(content)
+        spool.envelope.headers = headers
+        spool.envelope.params["quarantine"] = "dmarc"
+        return spool.commit()
+
+    def test_inPlace(self):
+        ar = "Authentication-Results: mail.example.test; spf=pass smtp.mailfrom=b.example\r\n"
+        item = self.commitWith([ar])
+        loaded = self.queue.load(item.id)
+        self.assertEqual(loaded.envelope.headers, [ar])
+        self.assertEqual(loaded.envelope.params, {"quarantine": "dmarc"})
+        expected = ar.encode() + b"Subject: x\r\n\r\nbody\r\n"
+        self.assertEqual(b"".join(loaded.contentChunks()), expected)
+        self.assertEqual(b"".join(loaded.contentChunks(chunkSize=7)), expected)
+        self.assertEqual(loaded.size, len(expected))
+        with loaded.openContent() as f:
+            self.assertEqual(f.read(5) + f.read(), expected)
+
+    def test_largerThanTheReserve(self):
+        big = ["X-Big: " + "y" * 5000 + "\r\n"]
+        item = self.commitWith(big, content=b"z" * 100000)
+        loaded = self.queue.load(item.id)
+        self.assertEqual(loaded.envelope.headers, big)
+        self.assertEqual(b"".join(loaded.contentChunks()), big[0].encode() + b"z" * 100000)
+        self.assertEqual(os.listdir(self.queue.tmpDir), [])
+
+
+class LocalDeliveryQuarantineTests(unittest.TestCase):
+    def test_quarantinedMailGoesToJunkWithItsHeaders(self):
+        base = self.mktemp()
+        queue = QueueStore(os.path.join(base, "queue"))
+        queue.create()
+        store = MaildirStore(os.path.join(base, "mail"))
+        users = UserDatabase(os.path.join(base, "passwd"))
+        users.setPassword("demo@example.test", cachedHash("demo"))
+        local = LocalDelivery(store, users, lambda d: d == "example.test", runSynchronously)
+        spool = queue.spool(envelope())
+        spool.write(b"Subject: x\r\n\r\nbody\r\n")
+        ar = "Authentication-Results: mail.example.test; dmarc=fail header.from=b.example\r\n"
+        spool.envelope.headers = [ar]
+        spool.envelope.params["quarantine"] = "dmarc"
+        item = spool.commit()
+        [result] = self.successResultOf(local.deliver(item, ["demo@example.test"])).values()
+        self.assertEqual(result.state, DELIVERED)
+        self.assertTrue(result.detail.endswith(" in Junk"), result.detail)
+        self.assertEqual(store.folder("demo@example.test").snapshot(), [])
+        junk = store.folder("demo@example.test", "Junk")
+        [info] = junk.snapshot()
+        self.assertEqual(
+            junk.read(info),
+            b"Return-Path: <a@b.example>\r\n" + ar.encode() + b"Subject: x\r\n\r\nbody\r\n",
+        )
