@@ -29,6 +29,8 @@ class ServerContext:
     @ivar recipients: the L{mailplat.recipients.RecipientResolver}.
     @ivar policy: the SMTP check L{mailplat.policy.pipeline.Pipeline}.
     @ivar authThrottle: the L{mailplat.auth.throttle.AuthThrottle}.
+    @ivar resolver: the L{mailplat.dns.Resolver} every DNS lookup goes
+        through.
     """
 
     config: Any
@@ -44,3 +46,4 @@ class ServerContext:
     recipients: Any = None
     policy: Any = None
     authThrottle: Any = None
+    resolver: Any = None

@@ -101,6 +101,7 @@ class MailplatService(service.MultiService):
             runBlocking=runBlocking,
             callFromThread=reactor.callFromThread,
             recipients=resolverFor(config, users),
+            resolver=self.resolver,
             authThrottle=AuthThrottle(
                 reactor,
                 base=config.auth.failureDelay,
@@ -110,7 +111,6 @@ class MailplatService(service.MultiService):
         )
         # Raises PolicyError for unknown or broken checks.
         self.context.policy = buildPipeline(self.context)
-        self.context.resolver = self.resolver
         self.runner.setServiceParent(self)
         ControlService(queue.controlPath, self.runner, reactor).setServiceParent(self)
         self.listeners = {}

@@ -129,6 +129,9 @@ class UserIndex:
 
     def __init__(self, path):
         self.path = path
+        # Private like the Maildir: SQLite gives its -wal and -shm files the
+        # same mode.
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         try:
             self._db = sqlite3.connect(
                 path, timeout=30, isolation_level=None, check_same_thread=False
@@ -231,16 +234,6 @@ class UserIndex:
     def renameFolder(self, folderId, name):
         self._execute("UPDATE folders SET name = ? WHERE id = ?", (name, folderId))
 
-    def resetFolder(self, folderId):
-        """
-        Give a folder a new UIDVALIDITY (its messages are all gone).
-        """
-        with self.transaction():
-            self._execute(
-                "UPDATE folders SET uidvalidity = ?, uidnext = 1 WHERE id = ?",
-                (self.newUIDValidity(), folderId),
-            )
-
     def deleteFolder(self, folderId):
         with self.transaction():
             self._execute("DELETE FROM messages WHERE folder = ?", (folderId,))
@@ -319,11 +312,6 @@ class UserIndex:
         """
         return self._query(
             "SELECT COUNT(*) FROM messages WHERE folder = ? AND uid <= ?", (folderId, uid)
-        )[0][0]
-
-    def count(self, folderId):
-        return self._query(
-            "SELECT COUNT(*) FROM messages WHERE folder = ?", (folderId,)
         )[0][0]
 
     def changedSince(self, folderId, modseq):

@@ -542,16 +542,6 @@ class MaildirFolder:
         keywords = sorted({f for r in rows for f in r.flags if not f.startswith("\\")})
         return row, uids, recent, firstUnseen, keywords
 
-    def keywords(self):
-        """
-        @return: the keywords set on any message of the folder, sorted.
-        """
-        with self._user.lock:
-            found = set()
-            for row in self._index.messages(self.id):
-                found.update(f for f in row.flags if not f.startswith("\\"))
-        return sorted(found)
-
     def _open(self, info):
         try:
             return open(info.path, "rb")
@@ -936,6 +926,7 @@ class _UserMail:
         self.maildir = os.path.join(self.directory, "Maildir")
         self.lock = threading.RLock()
         self._folders = {}
+        os.makedirs(self.directory, mode=0o700, exist_ok=True)
         os.makedirs(self.maildir, mode=0o700, exist_ok=True)
         self.index = UserIndex(indexPath(self.directory))
         with self.lock:

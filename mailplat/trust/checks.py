@@ -46,11 +46,9 @@ ACTIONS = ("reject", "tempfail", "quarantine", "tag", "ignore")
 def readMessage(spool):
     """
     I{blocking}: the message being received, from its spool file (the
-    Received field mailplat added first).
+    Received field mailplat added first).  The SMTP server flushed the file
+    before the data-stage checks run.
     """
-    pending = getattr(spool, "_file", None)
-    if pending is not None and not pending.closed:
-        pending.flush()
     with open(spool.tmpPath, "rb") as f:
         f.seek(spool.offset)
         return f.read(spool.size) if spool.size else f.read()

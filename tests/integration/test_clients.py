@@ -6,9 +6,12 @@ with STLS.  Both are Debian packages that C{make test} installs.
 
 import imaplib
 import os
+import poplib
 import re
 import shutil
 import smtplib
+import threading
+import time
 
 import pytest
 
@@ -48,10 +51,7 @@ def deliver(server, subject, body):
         s.sendmail("sender@remote.example", [USER],
                    b"Subject: " + subject + b"\r\n\r\n" + body)
     server.delivered += 1
-    deadline = 30
-    import time
-
-    end = time.monotonic() + deadline
+    end = time.monotonic() + 30
     while server.output().count("status=delivered") < server.delivered:
         assert time.monotonic() < end, server.output()
         time.sleep(0.05)
@@ -293,23 +293,22 @@ def test_fetchmailOverSTLS(server, tmp_path):
 
 def test_idleAppendLimitAndPop3AgainstTwistd(server):
     """
-    Over real TLS sockets: an idling IMAP session hears of a delivery within
-    a second; an APPEND over APPENDLIMIT is refused before any continuation;
+    Over real TLS sockets: an idling IMAP session hears of a delivery at
+    once; an APPEND over APPENDLIMIT is refused before any continuation;
     a message deleted over POP3 is expunged in IMAP.
     """
-    import poplib
-    import time
-
     conn = imap(server)
     assert conn.select("INBOX")[0] == "OK"
     conn.send(b"a IDLE\r\n")
     assert conn.readline() == b"+ idling\r\n"
-    conn.sock.settimeout(1.0)
+    # The delivery reaches the idling session through the folder's
+    # listener, without polling and without the client saying anything
+    # (tests assert no timings, DESIGN.md 8; the generous timeout is for a
+    # loaded machine).
+    conn.sock.settimeout(30)
     deliver(server, b"idle", b"wake up\r\n")
-    start = time.monotonic()
     assert conn.readline() == b"* 1 EXISTS\r\n"
     assert conn.readline() == b"* 1 RECENT\r\n"
-    assert time.monotonic() - start < 1.0
     conn.send(b"DONE\r\n")
     assert conn.readline() == b"a OK IDLE terminated\r\n"
 
@@ -333,8 +332,6 @@ def test_concurrentSessionsStayConsistent(server):
     POP3 sessions, all at once: every message gets a distinct UID, none is
     lost, the Maildir and the index agree, and the sessions' views converge.
     """
-    import threading
-
     errors = []
     stop = threading.Event()
     copies = []
@@ -362,8 +359,6 @@ def test_concurrentSessionsStayConsistent(server):
             errors.append((n, e))
 
     def popWorker():
-        import poplib
-
         try:
             while not stop.is_set():
                 pop = poplib.POP3_SSL("127.0.0.1", server.ports["pop3s"],

@@ -197,3 +197,18 @@ def test_recordsSnippet(tmp_path, dnsServer):
         "; reverse DNS, set by whoever holds 192.0.2.1:",
         ";1.2.0.192.in-addr.arpa.\tIN\tPTR\tmx.example.org.",
     ]
+
+
+def test_dkimListAndBadArguments(tmp_path, dnsServer, capsys):
+    config = writeConfig(str(tmp_path), dnsServer.port)
+    path, name, record = keygen(config, "--algorithm", "ed25519", "--selector", "ed")
+    status, out = run("--config", config, "dkim", "list")
+    assert status == 0
+    assert out.splitlines() == [
+        f"example.org\ted\ted25519\t{path}",
+        f'{name}.\tIN\tTXT\t"{record}"',
+    ]
+    assert run("--config", config, "dns", "check", "example.org", "--ip", "nonsense")[0] == 1
+    assert "'nonsense' is not an IP address" in capsys.readouterr().err
+    assert run("--config", config, "dkim", "keygen", "not_a_domain")[0] == 1
+    assert run("--config", config, "dkim", "keygen", "example.org", "--selector", "bad selector")[0] == 1

@@ -61,6 +61,8 @@ class MaildirTests(StoreTestMixin, unittest.TestCase):
         for sub in ("cur", "new", "tmp"):
             self.assertTrue(os.path.isdir(os.path.join(folder.path, sub)))
         self.assertTrue(os.path.isfile(os.path.join(userDir, INDEX_NAME)))
+        self.assertEqual(os.stat(os.path.join(userDir, INDEX_NAME)).st_mode & 0o777, 0o600)
+        self.assertEqual(os.stat(userDir).st_mode & 0o777, 0o700)
         sent = self.store.folder(USER, "Sent")
         self.assertEqual(sent.path, os.path.join(userDir, "Maildir", ".Sent"))
         self.assertTrue(os.path.isfile(os.path.join(sent.path, "maildirfolder")))
@@ -563,7 +565,9 @@ class _QueuedItem:
     """
 
     def __init__(self, sender, data):
-        self.envelope = type("Envelope", (), {"sender": sender})()
+        from mailplat.queue.envelope import Envelope
+
+        self.envelope = Envelope(id="TEST", sender=sender, recipients=[], arrival=0.0)
         self._data = data
 
     def contentChunks(self):

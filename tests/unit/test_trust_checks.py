@@ -438,7 +438,8 @@ class DKIMSignTests(TrustSessionMixin, unittest.TestCase):
         self.assertIn(b"c=relaxed/relaxed", fields[1])
         self.assertIn(b"h=from : from : subject : date : to : message-id", b" ".join(fields[1].split()))
         # What the recipient gets: the fields above the queued message.
-        delivered = b"".join(fields) + self.queuedContent()
+        delivered = self.queuedContent()
+        self.assertTrue(delivered.startswith(b"".join(fields)))
         z = {
             "ed._domainkey.example.test": [("TXT", txt(K.publicRecord(key("ed25519"))))],
             "rsa._domainkey.example.test": [("TXT", txt(K.publicRecord(key("rsa"))))],
