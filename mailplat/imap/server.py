@@ -44,6 +44,7 @@ from twisted.internet.interfaces import ISSLTransport
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 
+from mailplat._net import setNoDelay
 from mailplat.imap.framing import (
     LITERAL,
     BytesSink,
@@ -142,6 +143,7 @@ class IMAPServer(MailboxCommands, MessageCommands, protocol.Protocol, TimeoutMix
     # -- connection
 
     def connectionMade(self):
+        setNoDelay(self.transport)
         self._connected = True
         self._tls = ISSLTransport(self.transport, None) is not None
         peer = self.transport.getPeer()

@@ -25,6 +25,7 @@ from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
 
+from mailplat._net import setNoDelay
 from mailplat.interfaces import IMailUser
 from mailplat.pop3.locks import locksFor
 from mailplat.pop3.multiline import DotStuffer, TopFilter
@@ -147,6 +148,7 @@ class POP3Server(Protocol, TimeoutMixin):
     # -- connection
 
     def connectionMade(self):
+        setNoDelay(self.transport)
         self._tls = ISSLTransport(self.transport, None) is not None
         self._tlsOffered = (
             self.listener.tls == "starttls" and self.context.tlsOptions is not None

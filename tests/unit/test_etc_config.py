@@ -22,6 +22,16 @@ class EtcConfigTests(unittest.TestCase):
             "/etc/mailplat/tls/privkey.pem", key
         )
         config = loadConfigString(text, "/etc/mailplat")
+        # The checks it lists build into a pipeline (no file is touched).
+        from mailplat.service import MailplatService
+
+        service = MailplatService(config)
+        self.assertEqual(
+            [c.name for c in service.context.policy.checks],
+            ["connection_limits", "greet_pause", "iprev", "spf", "dkim", "dmarc",
+             "dkim_sign", "submission", "recipients", "relay", "mail_loop",
+             "authentication_results"],
+        )
         self.assertEqual(
             sorted((l.name, l.endpoint, l.tls, l.profile) for l in config.listeners),
             [
