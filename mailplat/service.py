@@ -7,7 +7,8 @@ import dataclasses
 import os
 
 from twisted.application import service
-from twisted.internet import threads
+from twisted.internet import defer, threads
+from twisted.python.threadpool import ThreadPool
 from twisted.logger import Logger
 
 from mailplat.auth.checkers import portalFor, userDatabase
@@ -74,17 +75,31 @@ class MailplatService(service.MultiService):
             )
 
         self._runBlocking = runBlocking
+        # Queue and delivery work gets its own few threads, so that a backlog
+        # of deliveries never delays the fsync a waiting SMTP client's 250
+        # depends on, and fewer Python threads compete with the reactor for
+        # the GIL.
+        self.deliveryPool = ThreadPool(
+            minthreads=0, maxthreads=config.queue.deliveryThreads,
+            name="mailplat-delivery",
+        )
+
+        def runDelivery(f, *args, **kwargs):
+            return threads.deferToThreadPool(
+                reactor, self.deliveryPool, f, *args, **kwargs
+            )
+
         store = MaildirStore(config.storage.path, quota=config.storage.quota)
         users = userDatabase(config)
         self.realm = MailRealm(store)
         queue = QueueStore(config.queue.path)
-        local = LocalDelivery(store, users, config.isLocalDomain, runBlocking)
+        local = LocalDelivery(store, users, config.isLocalDomain, runDelivery)
         self.resolver = Resolver.fromConfig(config.dns, reactor, runBlocking)
         self.runner = QueueRunner(
             queue,
-            [local, *outboundTargets(config, self.resolver, reactor, runBlocking)],
+            [local, *outboundTargets(config, self.resolver, reactor, runDelivery)],
             reactor,
-            runBlocking,
+            runDelivery,
             config.queue,
             hostname=config.hostname,
             postmaster=config.postmaster,
@@ -191,11 +206,26 @@ class MailplatService(service.MultiService):
                 "run (it never got a 250)",
                 queueId=name,
             )
+        self.deliveryPool.start()
         try:
             service.MultiService.startService(self)
         except ListenError:
             self.stopService()
             raise
+
+    def stopService(self):
+        """
+        Stop listening and let deliveries under way finish, then stop the
+        delivery threads.
+        """
+        d = defer.maybeDeferred(service.MultiService.stopService, self)
+
+        def stopPool(result):
+            if self.deliveryPool.started:
+                self.deliveryPool.stop()
+            return result
+
+        return d.addBoth(stopPool)
 
     def listeningPorts(self):
         """

@@ -397,7 +397,10 @@ def configFromDict(data, baseDir, source="<config>"):
         retryMax=t.get("retry_max", parseDuration, 3600.0),
         maxLifetime=t.get("max_lifetime", parseDuration, 5 * 86400.0),
         delayWarning=t.get("delay_warning", parseDuration, 4 * 3600.0),
+        deliveryThreads=t.get("delivery_threads", _integer, 2),
     )
+    if queue.deliveryThreads == 0:
+        t.error("delivery_threads", "must be at least 1")
     t.finish()
 
     dnsConfig, delivery, smarthost = _outbound(top, path)

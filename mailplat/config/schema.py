@@ -92,6 +92,8 @@ class QueueConfig:
     # RFC 3464 "delayed" notice for recipients still pending after this long
     # (0: never).
     delayWarning: float = 4 * 3600.0
+    # Threads for queue and delivery disk work (apart from SMTP's).
+    deliveryThreads: int = 2
 
 
 @dataclass(frozen=True)
