@@ -11,9 +11,8 @@ added last, unless named).
 Recipients are refused unless a check accepts them: deny by default.
 """
 
-from twisted.plugin import getPlugins
-
 from mailplat.interfaces import ICheck, ICheckFactory
+from mailplat.plugins import isOurs, loadPlugins
 from mailplat.policy.builtin import BUILTINS
 from mailplat.policy.pipeline import Pipeline
 from mailplat.trust.checks import INBOUND, TRUST_CHECKS, AuthenticationResultsCheck
@@ -31,17 +30,25 @@ class PolicyError(Exception):
         Exception.__init__(self, "; ".join(self.problems))
 
 
-def checkFactories(plugins=None):
+def checkFactories(plugins=None, failures=None):
     """
     @param plugins: the plugin factories to use (default: every
         L{ICheckFactory} Twisted plugin found on C{sys.path}).
+    @param failures: a list to which C{(file, problem)} pairs are added for
+        plugin modules that failed to import.
     @return: a L{dict} of type name to factory.
-    @raise PolicyError: two factories share a name, or one has no name.
+    @raise PolicyError: two factories share a name, one has no name, or a
+        mailplat plugin module (C{mailplat*.py}) failed to import.
     """
-    if plugins is None:
-        plugins = list(getPlugins(ICheckFactory))
-    factories = {f.name: f for f in BUILTINS + TRUST_CHECKS}
     problems = []
+    if plugins is None:
+        plugins, broken = loadPlugins(ICheckFactory)
+        if failures is not None:
+            failures.extend(broken)
+        for path, problem in broken:
+            if isOurs(path):
+                problems.append(f"plugin {path} failed to load: {problem}")
+    factories = {f.name: f for f in BUILTINS + TRUST_CHECKS}
     for plugin in plugins:
         name = getattr(plugin, "name", None)
         where = getattr(plugin, "__module__", None) or repr(plugin)
@@ -66,16 +73,20 @@ def buildPipeline(context, plugins=None):
     @raise PolicyError: listing every problem (unknown type, bad options, a
         check that does not provide L{ICheck}, duplicate names).
     """
-    factories = checkFactories(plugins)
+    failures = []
+    factories = checkFactories(plugins, failures)
     problems = []
     configured = []
     named = set()
     for i, spec in enumerate(context.config.checks):
         factory = factories.get(spec.type)
         if factory is None:
+            hint = "".join(
+                f"; plugin {path} failed to load: {problem}" for path, problem in failures
+            )
             problems.append(
                 f"check[{i}]: unknown check type {spec.type!r} "
-                f"(known: {', '.join(sorted(factories))})"
+                f"(known: {', '.join(sorted(factories))}){hint}"
             )
             continue
         if spec.type in named:

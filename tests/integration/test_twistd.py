@@ -309,3 +309,39 @@ def test_unknownCheckStopsStartup(tmp_path):
         "  - check[0]: unknown check type 'nonesuch' "
     )
     assert "connection_limits, " in known and known.endswith(")\n")
+
+
+def test_thirdPartyCheckerFromConfig(tmp_path):
+    """
+    The example credential checker plugin (docs/examples/plugins) named in
+    [auth] checkers logs a user in over SMTP submission, IMAP and POP3.
+    """
+    import hashlib
+    import json
+
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps(
+        {"app@example.test": hashlib.sha256(b"app-token").hexdigest()}))
+    ports = _ports()
+    config = writeConfig(str(tmp_path), ports)
+    text = open(config).read().replace(
+        '[auth]\n', f'[auth]\ncheckers = ["userdb", "example-tokens:{tokens}"]\n')
+    open(config, "w").write(text)
+    plugins = os.path.join(REPO, "docs", "examples", "plugins")
+    t = Twistd(config, str(tmp_path / "twistd.log"))
+    t.env = {"PYTHONPATH": f"{REPO}:{plugins}"}
+    t.start()
+    try:
+        with smtplib.SMTP_SSL("127.0.0.1", ports["smtps"], context=insecureContext(),
+                              timeout=30) as s:
+            assert s.login("app@example.test", "app-token")[0] == 235
+            assert s.sendmail("app@example.test", ["demo@example.test"],
+                              b"Subject: from the app\r\n\r\nhi\r\n") == {}
+        assert imapFetchAll(ports["imaps"], True, "app@example.test", "app-token") == []
+        assert popFetchAll(ports["pop3s"], True, "app@example.test", "app-token") == []
+        # The demo user still logs in through the user database.
+        t.waitForLog("status=delivered")
+        [m] = imapFetchAll(ports["imaps"], True)
+        assert b"Subject: from the app" in m
+    finally:
+        t.stop()

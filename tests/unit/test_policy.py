@@ -281,3 +281,47 @@ class ExtraHeadersTests(SessionMixin, unittest.TestCase):
         content = b"".join(loaded.contentChunks())
         self.assertTrue(content.startswith(
             b"Authentication-Results: mail.example.test; none\r\nReceived: from c "))
+
+
+class BrokenPluginTests(unittest.TestCase):
+    """
+    A plugin module that fails to import stops start-up with a message that
+    names it, instead of turning silently into an unknown check type.
+    """
+
+    def setUp(self):
+        self.dir = os.path.abspath(self.mktemp())
+        self.plugins = os.path.join(self.dir, "twisted", "plugins")
+        os.makedirs(self.plugins)
+        twisted.plugins.__path__.append(self.plugins)
+        self.addCleanup(twisted.plugins.__path__.remove, self.plugins)
+
+    def write(self, name, text):
+        path = os.path.join(self.plugins, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def test_ourBrokenPluginStopsStartup(self):
+        path = self.write("mailplat_broken_check.py", "import nonexistent_module_xyz\n")
+        e = self.assertRaises(PolicyError, checkFactories)
+        self.assertEqual(
+            e.problems,
+            [f"plugin {path} failed to load: ModuleNotFoundError: No module named "
+             "'nonexistent_module_xyz'"],
+        )
+        # getPlugins logged the import error too (trial counts it).
+        self.flushLoggedErrors(ModuleNotFoundError)
+
+    def test_otherBrokenPluginIsAHintForUnknownTypes(self):
+        path = self.write("thirdparty_check.py", "raise RuntimeError('half-installed')\n")
+        self.assertIn("relay", checkFactories())
+        e = self.assertRaises(
+            PolicyError, makeContext, self.mktemp(),
+            overrides={"check": [{"type": "thirdparty"}]}, plugins=None,
+        )
+        [problem] = e.problems
+        self.assertTrue(problem.startswith("check[0]: unknown check type 'thirdparty' (known: "))
+        self.assertTrue(problem.endswith(
+            f"; plugin {path} failed to load: RuntimeError: half-installed"), problem)
+        self.flushLoggedErrors(RuntimeError)

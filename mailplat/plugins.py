@@ -1,0 +1,60 @@
+"""
+Loading mailplat's Twisted plugins (checks, credential checkers, stores,
+delivery targets) with L{twisted.plugin.getPlugins}, the mechanism twistd
+itself uses, while noticing plugin modules that fail to import:
+C{getPlugins} only logs those and carries on, so a typo in a plugin would
+silently turn into "unknown type".
+"""
+
+import os
+
+from twisted.logger import globalLogPublisher
+from twisted.plugin import getPlugins
+
+# Plugin modules whose file name starts with this are mailplat's: when one
+# fails to import, start-up stops.
+PREFIX = "mailplat"
+
+
+def _pluginFile(failure):
+    """
+    The plugin module file a load failure comes from, if its traceback
+    goes through a C{twisted/plugins/} directory.
+    """
+    found = None
+    for frame in failure.frames:
+        filename = frame[1]
+        if f"{os.sep}twisted{os.sep}plugins{os.sep}" in filename:
+            found = filename
+    return found
+
+
+def loadPlugins(interface):
+    """
+    @return: C{(plugins, failures)}: the plugin objects providing
+        C{interface}, and C{(file, problem)} pairs for plugin modules that
+        could not be imported.
+    """
+    failures = []
+
+    def observe(event):
+        failure = event.get("log_failure") or event.get("failure")
+        if failure is None:
+            return
+        where = _pluginFile(failure)
+        if where is not None:
+            failures.append((where, f"{type(failure.value).__name__}: {failure.value}"))
+
+    globalLogPublisher.addObserver(observe)
+    try:
+        plugins = list(getPlugins(interface))
+    finally:
+        globalLogPublisher.removeObserver(observe)
+    return plugins, failures
+
+
+def isOurs(path):
+    """
+    Whether a plugin file is one of mailplat's (by its name).
+    """
+    return os.path.basename(path).startswith(PREFIX)
