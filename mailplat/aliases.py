@@ -16,6 +16,8 @@ loaded.  Lines that start with white space continue the previous line.
 import os
 import threading
 
+from mailplat._fsutil import writeFileAtomically
+
 MAX_DEPTH = 20
 
 
@@ -132,3 +134,51 @@ class AliasTable:
                     self._entries = parseAliases(f.read(), self.path)
                 self._stamp = stamp
             return self._entries
+
+    def _rewrite(self, change):
+        """
+        Apply C{change(entries)} to a copy of the entries and write the file
+        back atomically, after checking the result as a load would.
+        """
+        if self.path is None:
+            raise AliasFileError("<none>", [(0, "set domains.aliases_file to manage aliases")])
+        with self._lock:
+            self._stamp = None
+        entries = dict(self.entries())
+        change(entries)
+        text = "".join(
+            f"{key}: {', '.join(targets)}\n" for key, targets in sorted(entries.items())
+        )
+        parseAliases(text, self.path)
+        with self._lock:
+            writeFileAtomically(self.path, text.encode("utf-8"), mode=0o644)
+            self._stamp = None
+
+    def set(self, key, targets):
+        """
+        I{blocking}.  Add or replace the alias C{key} (an address or
+        C{@domain}).  Comments in the file are not kept.
+
+        @raise AliasFileError: the result would be invalid (a loop, a bad
+            address); the file is left as it was.
+        """
+        key = key.strip().lower()
+        targets = tuple(t.strip().lower() for t in targets)
+
+        def change(entries):
+            entries[key] = targets
+
+        self._rewrite(change)
+
+    def delete(self, key):
+        """
+        I{blocking}.  Remove the alias C{key}.
+
+        @raise KeyError: no such alias.
+        """
+        key = key.strip().lower()
+
+        def change(entries):
+            del entries[key]
+
+        self._rewrite(change)

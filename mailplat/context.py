@@ -31,6 +31,8 @@ class ServerContext:
     @ivar authThrottle: the L{mailplat.auth.throttle.AuthThrottle}.
     @ivar resolver: the L{mailplat.dns.Resolver} every DNS lookup goes
         through.
+    @ivar events: the L{mailplat.events.EventHub} (may be L{None} in unit
+        tests).
     """
 
     config: Any
@@ -47,3 +49,4 @@ class ServerContext:
     policy: Any = None
     authThrottle: Any = None
     resolver: Any = None
+    events: Any = None

@@ -17,6 +17,8 @@ from mailplat.auth.throttle import AuthThrottle
 from mailplat.config import loadConfigString
 from mailplat.context import ServerContext
 from mailplat.delivery.local import LocalDelivery
+from mailplat.embedding import Submitter, addUser, deliveryEvents
+from mailplat.events import EventHub
 from mailplat.delivery.targets import outboundTargets
 from mailplat.dns import Resolver
 from mailplat.listeners import ListenError, ListenerService
@@ -117,6 +119,7 @@ class MailplatService(service.MultiService):
             callFromThread=reactor.callFromThread,
             recipients=resolverFor(config, users),
             resolver=self.resolver,
+            events=EventHub(),
             authThrottle=AuthThrottle(
                 reactor,
                 base=config.auth.failureDelay,
@@ -126,6 +129,9 @@ class MailplatService(service.MultiService):
         )
         # Raises PolicyError for unknown or broken checks.
         self.context.policy = buildPipeline(self.context)
+        self.events = self.context.events
+        self.runner.observers.append(deliveryEvents(self.events))
+        self._submitter = Submitter(self.context, self.runner)
         self.runner.setServiceParent(self)
         ControlService(queue.controlPath, self.runner, reactor).setServiceParent(self)
         self.listeners = {}
@@ -226,6 +232,65 @@ class MailplatService(service.MultiService):
             return result
 
         return d.addBoth(stopPool)
+
+    # -- the embedding API (docs/embedding.md)
+
+    def submit(self, sender, recipients, message):
+        """
+        Queue a message from Python, as SMTP would (fsynced before this
+        returns), and wait for each recipient's first outcome.
+
+        @param sender: the envelope sender, C{""} for C{<>}.
+        @param recipients: addresses; local aliases are expanded.
+        @param message: the message, L{bytes} with LF or CRLF line endings.
+        @return: a Deferred firing with a L{dict} of address to
+            L{mailplat.queue.envelope.DeliveryResult} (C{state} delivered,
+            deferred or failed).
+        """
+        return self._submitter.submit(sender, recipients, message)
+
+    def subscribe(self, callback):
+        """
+        Call C{callback(event)} with every L{mailplat.events.MailEvent}:
+        accepted, delivered, deferred, bounced, newMail.
+
+        @return: a callable that unsubscribes.
+        """
+        return self.events.subscribe(callback)
+
+    def addUser(self, address, password):
+        """
+        Add a user or change their password (hashed in a thread).
+
+        @return: a Deferred.
+        """
+        return self.context.runBlocking(addUser, self.context, address, password)
+
+    def removeUser(self, address):
+        """
+        Remove a user (their mail is kept).
+
+        @return: a Deferred; it fails with L{KeyError} for an unknown user.
+        """
+        return self.context.runBlocking(self.context.users.delete, address)
+
+    def setAlias(self, address, targets):
+        """
+        Add or replace an alias in the aliases file (C{domains.aliases_file}
+        must be set).
+
+        @return: a Deferred; it fails with
+            L{mailplat.aliases.AliasFileError} for a loop or a bad address.
+        """
+        return self.context.runBlocking(
+            self.context.recipients.aliases.set, address, targets
+        )
+
+    def removeAlias(self, address):
+        """
+        @return: a Deferred; it fails with L{KeyError} for an unknown alias.
+        """
+        return self.context.runBlocking(self.context.recipients.aliases.delete, address)
 
     def listeningPorts(self):
         """

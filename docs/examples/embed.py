@@ -1,9 +1,12 @@
 """
-Embed mailplat in a Twisted application: run an SMTP listener on a free
-loopback port, send ourselves a message with Twisted's own SMTP client, and
-print it once it is in the mailbox.
+Embed mailplat in a Twisted application: receive mail for a domain over SMTP
+and process each message in Python as it arrives.
 
     python docs/examples/embed.py
+
+It listens on a free loopback port, sends itself a message with Twisted's
+own SMTP client, handles the "newMail" event by reading the message, and
+also queues one with submit(), mailplat's programmatic entry point.
 """
 
 import sys
@@ -12,7 +15,6 @@ import tempfile
 from twisted.internet import defer, task
 from twisted.mail.smtp import sendmail
 
-from mailplat.auth.passwords import hashPassword
 from mailplat.service import MailplatService
 
 CONFIG = """
@@ -31,29 +33,40 @@ tls = "none"
 def main(reactor):
     base = tempfile.mkdtemp(prefix="mailplat-embed-")
     mail = MailplatService.fromTOML(CONFIG, base)
-    # Users can be added at run time; the password file is re-read on change.
-    mail.context.users.setPassword("app@example.test", hashPassword("secret"))
+    yield mail.addUser("app@example.test", "secret")  # hashed in a thread
     mail.startService()
     reactor.addSystemEventTrigger("before", "shutdown", mail.stopService)
     port = mail.listeningPorts()["smtp"].getHost().port
     print(f"listening on 127.0.0.1:{port}, storage under {base}")
 
-    # Store calls touch the disk: run them off the reactor thread.
-    run = mail.context.runBlocking
-    inbox = yield run(mail.context.store.folder, "app@example.test")
-    arrived = defer.Deferred()
-    inbox.addListener(lambda: reactor.callFromThread(
-        lambda: arrived.called or arrived.callback(None)))
+    processed = []
+    twoArrived = defer.Deferred()
 
-    # Twisted's SMTP client turns each LF into CRLF itself.
-    message = b"Subject: hello from the app\n\nProcessed in Python.\n"
-    yield sendmail("127.0.0.1", "me@example.net", ["app@example.test"], message,
+    @defer.inlineCallbacks
+    def process(event):
+        # Store calls touch the disk: run them off the reactor thread.
+        run = mail.context.runBlocking
+        inbox = yield run(mail.context.store.folder, event.recipient)
+        for info in (yield run(inbox.snapshot)):
+            if info.uid not in processed:
+                processed.append(info.uid)
+                content = yield run(inbox.read, info)
+                subject = [l for l in content.split(b"\r\n") if l.startswith(b"Subject:")]
+                print(f"{event.queueId}: uid {info.uid}, {info.size} bytes, {subject[0].decode()}")
+        if len(processed) == 2 and not twoArrived.called:
+            twoArrived.callback(None)
+
+    mail.subscribe(lambda event: event.kind == "newMail" and process(event))
+
+    # Over SMTP (Twisted's client turns each LF into CRLF itself)...
+    yield sendmail("127.0.0.1", "me@example.net", ["app@example.test"],
+                   b"Subject: over SMTP\n\nProcessed in Python.\n",
                    port=port, requireTransportSecurity=False)
-    yield arrived
-    [info] = yield run(inbox.snapshot)
-    content = yield run(inbox.read, info)
-    print(f"uid {info.uid}, {info.size} bytes:")
-    sys.stdout.write(content.decode())
+    # ... and from Python, with each recipient's outcome.
+    results = yield mail.submit("me@example.net", ["app@example.test"],
+                                b"Subject: submitted\n\nAlso processed.\n")
+    print("submit:", {a: r.state for a, r in results.items()})
+    yield twoArrived
 
 
 if __name__ == "__main__":

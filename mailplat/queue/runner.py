@@ -89,6 +89,9 @@ class QueueRunner(service.Service):
         self._cache = {}
         self._recovered = None
         self._slots = defer.DeferredSemaphore(maxActive)
+        # Called as observer(item, recipient, result) for every delivery
+        # result, on the reactor thread (the embedding API's events).
+        self.observers = []
 
     # -- service
 
@@ -365,6 +368,11 @@ class QueueRunner(service.Service):
                 word=_STATE_WORDS[result.state],
                 detail=result.detail,
             )
+            for observer in list(self.observers):
+                try:
+                    observer(item, r, result)
+                except Exception:
+                    self.log.failure("queue: an observer failed")
 
     def _targetFailed(self, failure, target, recipients, queueId):
         self.log.failure(

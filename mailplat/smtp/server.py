@@ -30,6 +30,7 @@ from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 
 from mailplat._net import setNoDelay
+from mailplat.events import ACCEPTED, MailEvent
 from mailplat.interfaces import IMailUser
 from mailplat.policy import verdict as V
 from mailplat.policy.facts import SessionFacts
@@ -1023,6 +1024,8 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         )
         self.reply(R.QUEUED.format(queueId=item.id))
         self.context.runner.enqueue(item)
+        if self.context.events is not None:
+            self.context.events.emit(MailEvent(ACCEPTED, item.id, env.sender))
 
     def _commitFailed(self, failure, queueId):
         self.transaction = None
