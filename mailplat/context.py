@@ -33,6 +33,7 @@ class ServerContext:
         through.
     @ivar events: the L{mailplat.events.EventHub} (may be L{None} in unit
         tests).
+    @ivar targets: the plugin delivery targets (C{[[target]]} tables).
     """
 
     config: Any
@@ -50,3 +51,4 @@ class ServerContext:
     authThrottle: Any = None
     resolver: Any = None
     events: Any = None
+    targets: tuple = ()

@@ -300,3 +300,24 @@ class ICheckFactory(Interface):
         @return: an L{ICheck}.
         @raise ValueError: the options are wrong (the message says how).
         """
+
+
+class IDeliveryTargetFactory(Interface):
+    """
+    Makes a delivery target named in a C{[[target]]} table: a Twisted plugin
+    (a module-level object in a C{twisted/plugins/} directory providing this
+    and L{twisted.plugin.IPlugin}).  Plugin targets are asked before the
+    built-in ones (local mailboxes, remote MX), in config order, and SMTP
+    accepts at RCPT any recipient one of them accepts.
+    """
+
+    name = Attribute("The type name used in the config, unique.")
+
+    def makeTarget(options, context):
+        """
+        @param options: the C{[[target]]} table without its C{type} key.
+        @param context: the L{mailplat.context.ServerContext} (blocking work
+            goes through C{context.runBlocking}).
+        @return: an L{IDeliveryTarget}.
+        @raise ValueError: the options are wrong (the message says how).
+        """

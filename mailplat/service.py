@@ -17,6 +17,7 @@ from mailplat.auth.throttle import AuthThrottle
 from mailplat.config import loadConfigString
 from mailplat.context import ServerContext
 from mailplat.delivery.local import LocalDelivery
+from mailplat.delivery.plugins import buildTargets
 from mailplat.embedding import Submitter, addUser, deliveryEvents
 from mailplat.events import EventHub
 from mailplat.delivery.targets import outboundTargets
@@ -127,7 +128,11 @@ class MailplatService(service.MultiService):
                 window=config.smtp.authThrottleWindow,
             ),
         )
-        # Raises PolicyError for unknown or broken checks.
+        # Plugin delivery targets come before the built-in ones; SMTP accepts
+        # what they accept.  Both raise PolicyError for unknown or broken
+        # plugins.
+        self.context.targets = buildTargets(self.context)
+        self.runner.targets[:0] = self.context.targets
         self.context.policy = buildPipeline(self.context)
         self.events = self.context.events
         self.runner.observers.append(deliveryEvents(self.events))

@@ -129,6 +129,26 @@ def _networks(value):
     return tuple(out)
 
 
+def _typedTables(top, data, key, errors):
+    """
+    An array of tables (C{[[check]]}, C{[[target]]}), each with a C{type}
+    and the options of that type.
+    """
+    raw = data.get(key, []) if isinstance(data, dict) else []
+    top.seen.add(key)
+    if not isinstance(raw, list):
+        top.error(key, f"use [[{key}]] tables")
+        return []
+    found = []
+    for i, table in enumerate(raw):
+        if not isinstance(table, dict) or not isinstance(table.get("type"), str):
+            errors.append(f"{key}[{i}].type: missing required key")
+            continue
+        options = {k: v for k, v in table.items() if k != "type"}
+        found.append(schema.CheckConfig(table["type"], options))
+    return found
+
+
 def _checkerSpecs(value):
     """
     A list of checker strings: C{"userdb"} or a twisted.cred.strcred string
@@ -451,18 +471,8 @@ def configFromDict(data, baseDir, source="<config>"):
     )
     t.finish()
 
-    checks = []
-    rawChecks = data.get("check", []) if isinstance(data, dict) else []
-    top.seen.add("check")
-    if not isinstance(rawChecks, list):
-        top.error("check", "use [[check]] tables")
-        rawChecks = []
-    for i, raw in enumerate(rawChecks):
-        if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
-            errors.append(f"check[{i}].type: missing required key")
-            continue
-        options = {k: v for k, v in raw.items() if k != "type"}
-        checks.append(schema.CheckConfig(raw["type"], options))
+    checks = _typedTables(top, data, "check", errors)
+    targets = _typedTables(top, data, "target", errors)
 
     listeners = []
     listen = top.table("listen")
@@ -531,6 +541,7 @@ def configFromDict(data, baseDir, source="<config>"):
         recipientDelimiter=delimiter or "",
         aliasesFile=aliasesFile,
         checks=tuple(checks),
+        targets=tuple(targets),
         listeners=tuple(listeners),
         tls=tls,
         auth=auth,

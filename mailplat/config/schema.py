@@ -224,6 +224,8 @@ class Config:
     recipientDelimiter: str = "+"
     aliasesFile: str = None
     checks: tuple = ()
+    # [[target]] tables: plugin delivery targets, CheckConfig-shaped.
+    targets: tuple = ()
     listeners: tuple = ()
     tls: TLSConfig = field(default_factory=TLSConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)

@@ -189,7 +189,8 @@ class Recipients(_Builtin):
     """
     Recipients in local and virtual domains: accepted when a mailbox, an
     alias or a catch-all takes them (the envelope gets what they resolve
-    to), C{550 5.1.1} otherwise.
+    to), C{550 5.1.1} otherwise.  Recipients a plugin delivery target
+    accepts (C{[[target]]}) are accepted as they are.
     """
 
     name = "recipients"
@@ -197,6 +198,9 @@ class Recipients(_Builtin):
     log = Logger()
 
     def check(self, stage, facts):
+        for target in self.context.targets:
+            if target.accepts(facts.recipient):
+                return accept([facts.recipient.lower()], reason=f"target {target.name}")
         domain = facts.recipient.rpartition("@")[2]
         if "@" in facts.recipient and not self.config.isLocalDomain(domain):
             return CONTINUE_VERDICT

@@ -345,3 +345,39 @@ def test_thirdPartyCheckerFromConfig(tmp_path):
         assert b"Subject: from the app" in m
     finally:
         t.stop()
+
+
+def test_thirdPartyDeliveryTargetFromConfig(tmp_path):
+    """
+    The example delivery target (docs/examples/plugins) named in a
+    [[target]] table: SMTP accepts its domain and the runner hands it the
+    message, which lands durably in the application's directory.
+    """
+    incoming = tmp_path / "incoming"
+    ports = _ports()
+    config = writeConfig(
+        str(tmp_path), ports,
+        extra=f'[[target]]\ntype = "example_spool"\ndomains = ["app.example.test"]\n'
+              f'directory = "{incoming}"\n',
+    )
+    plugins = os.path.join(REPO, "docs", "examples", "plugins")
+    t = Twistd(config, str(tmp_path / "twistd.log"))
+    t.env = {"PYTHONPATH": f"{REPO}:{plugins}"}
+    t.start()
+    try:
+        with smtplib.SMTP("127.0.0.1", ports["smtp"], timeout=30) as s:
+            s.ehlo("c")
+            assert s.mail("a@remote.example") == (250, b"2.1.0 Ok")
+            assert s.rcpt("Orders@App.example.test") == (250, b"2.1.5 Ok")
+            assert s.rcpt("nobody@example.test")[0] == 550
+            code, msg = s.data(b"Subject: order 42\r\n\r\none widget\r\n")
+            assert code == 250
+        queueId = msg.split()[-1].decode()
+        t.waitForLog(f"{queueId}: to=<orders@app.example.test>, relay=example_spool")
+        [name] = os.listdir(incoming)
+        assert name == f"{queueId}.orders@app.example.test.eml"
+        content = (incoming / name).read_bytes()
+        assert content.startswith(b"Received: from c ([127.0.0.1])")
+        assert content.endswith(b"\r\nSubject: order 42\r\n\r\none widget\r\n")
+    finally:
+        t.stop()

@@ -325,3 +325,47 @@ class BrokenPluginTests(unittest.TestCase):
         self.assertTrue(problem.endswith(
             f"; plugin {path} failed to load: RuntimeError: half-installed"), problem)
         self.flushLoggedErrors(RuntimeError)
+
+
+class TargetPluginTests(unittest.TestCase):
+    def spoolFactory(self):
+        path = os.path.join(EXAMPLES, "twisted", "plugins")
+        twisted.plugins.__path__.append(path)
+        try:
+            from mailplat.interfaces import IDeliveryTargetFactory
+
+            [factory] = [p for p in getPlugins(IDeliveryTargetFactory)
+                         if p.name == "example_spool"]
+        finally:
+            twisted.plugins.__path__.remove(path)
+        return factory
+
+    def test_problemsAreListed(self):
+        from mailplat.delivery.plugins import buildTargets
+
+        ctx = makeContext(self.mktemp(), overrides={"target": [
+            {"type": "nonesuch"},
+            {"type": "example_spool", "domains": "x"},
+            {"type": "example_spool", "domains": ["a.example"], "colour": 1},
+        ]})
+        e = self.assertRaises(PolicyError, buildTargets, ctx, [self.spoolFactory()])
+        self.assertEqual(e.problems, [
+            "target[0]: unknown target type 'nonesuch' (known: example_spool)",
+            "target[1] (example_spool): domains must be a list of domains",
+            "target[2] (example_spool): unknown options: colour",
+        ])
+
+    def test_recipientsOfATargetAreAccepted(self):
+        from mailplat.delivery.plugins import buildTargets
+        from mailplat.interfaces import IDeliveryTarget
+
+        ctx = makeContext(self.mktemp(), overrides={"target": [
+            {"type": "example_spool", "domains": ["app.example"], "directory": "/nonexistent"},
+        ]})
+        ctx.targets = buildTargets(ctx, [self.spoolFactory()])
+        verifyObject(IDeliveryTarget, ctx.targets[0])
+        facts = SessionFacts(context=ctx, peer="192.0.2.1", listener="t", profile="mx")
+        facts.recipient = "Orders@App.example"
+        recipients = [c for c in ctx.policy.checks if c.name == "recipients"][0]
+        verdict = self.successResultOf(defer.maybeDeferred(recipients.check, "rcpt", facts))
+        self.assertEqual((verdict.action, verdict.recipients), (V.ACCEPT, ("orders@app.example",)))
