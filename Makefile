@@ -53,6 +53,7 @@ test: $(VENV)/.installed tools
 # Full benchmark run (< 20 minutes), or QUICK=1 for a check (< 2 minutes).
 bench: $(VENV)/.installed
 	$(BIN)/python bench/harness.py $(if $(QUICK),--quick)
+	$(BIN)/python bench/trust.py $(if $(QUICK),--quick)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
