@@ -20,7 +20,7 @@ class MessageWriter:
     @ivar size: the bytes of content received (without what we add).
     """
 
-    def __init__(self, spool, traceHeader, additions):
+    def __init__(self, spool, traceHeader, additions, authservId=None):
         """
         @param traceHeader: the Received field (bytes, CRLF-terminated).
         @param additions: C{f(headers) -> bytes}: fields to append to the
@@ -29,6 +29,8 @@ class MessageWriter:
         self.spool = spool
         self.traceHeader = traceHeader
         self.additions = additions
+        self.authservId = authservId
+        self.removedResults = 0
         self.headers = None
         self.size = 0
         self._head = b""
@@ -67,6 +69,8 @@ class MessageWriter:
     def _finishHeader(self, head, rest):
         self._inHeader = False
         self._head = b""
+        if self.authservId and b"authentication-results" in head.lower():
+            head, self.removedResults = removeResults(head, self.authservId)
         self.headers = BytesHeaderParser(policy=policy.compat32).parsebytes(head)
         self.spool.write(self.traceHeader + head + self.additions(self.headers) + rest)
 
@@ -90,3 +94,35 @@ class LineEndingNormalizer:
             out = out[1:]
         self._lastWasCR = data[-1:] == b"\r"
         return out
+
+
+def removeResults(head, authservId):
+    """
+    Remove the C{Authentication-Results} fields that claim to come from us
+    (their authserv-id is ours): RFC 8601 5 — a message must not arrive
+    carrying results we did not write.
+
+    @return: C{(head, removed)}.
+    """
+    fields, current = [], []
+    for line in head.split(b"\r\n")[:-1] if head.endswith(b"\r\n") else head.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t") and current:
+            current.append(line)
+        else:
+            if current:
+                fields.append(current)
+            current = [line]
+    if current:
+        fields.append(current)
+    ours = authservId.lower().encode("utf-8", "replace")
+    kept, removed = [], 0
+    for field in fields:
+        name, _, value = field[0].partition(b":")
+        if name.strip().lower() == b"authentication-results":
+            text = b" ".join([value] + [l.strip() for l in field[1:]]).strip()
+            serv = text.split(b";", 1)[0].split()
+            if serv and serv[0].lower() == ours:
+                removed += 1
+                continue
+        kept.append(b"\r\n".join(field) + b"\r\n")
+    return b"".join(kept), removed

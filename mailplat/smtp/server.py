@@ -800,7 +800,8 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             self.transaction = None
             return self._storageErrorReply(e, envelope.id)
         t.writer = MessageWriter(
-            t.spool, self._receivedHeader(envelope), self._headerAdditions
+            t.spool, self._receivedHeader(envelope), self._headerAdditions,
+            authservId=self.config.hostname,
         )
         return None
 

@@ -347,3 +347,26 @@ class GreetPauseTests(SessionMixin, unittest.TestCase):
         self.assertTrue(t.disconnecting)
         self.ctx.clock.advance(3)
         self.assertEqual(t.value(), b"554 5.5.1 Error: talked before the greeting\r\n")
+
+
+class ForgedResultsTests(SessionMixin, unittest.TestCase):
+    def test_ourAuthenticationResultsAreRemoved(self):
+        """
+        RFC 8601 5: Authentication-Results fields that claim our authserv-id
+        are removed from incoming mail; others are kept.
+        """
+        proto, t = self.connect()
+        transaction(proto, t, self.send)
+        self.send(proto, t, b"DATA\r\n")
+        out = self.send(
+            proto, t,
+            b"Authentication-Results: MAIL.example.test;\r\n\tdkim=pass header.d=bank.example\r\n"
+            b"Authentication-Results: other.example; spf=fail\r\n"
+            b"Subject: x\r\n\r\nAuthentication-Results: mail.example.test; body stays\r\n.\r\n",
+        )
+        self.assertTrue(out.startswith(b"250 2.0.0 Ok: queued as "))
+        content = self.queuedContent()
+        head, body = content.split(b"\r\n\r\n", 1)
+        self.assertNotIn(b"header.d=bank.example", head)
+        self.assertIn(b"\r\nAuthentication-Results: other.example; spf=fail\r\nSubject: x", head)
+        self.assertEqual(body, b"Authentication-Results: mail.example.test; body stays\r\n")
