@@ -1,5 +1,5 @@
 """
-Socket options for server connections.
+Socket options and writes for TCP connections.
 """
 
 
@@ -21,3 +21,43 @@ def setNoDelay(transport):
             return
         transport = getattr(transport, "transport", None)
         seen += 1
+
+
+def writeNow(transport, data):
+    """
+    C{transport.write(data)}, sent at once when C{transport} is a plain TCP
+    connection with nothing waiting to be written.
+
+    Twisted's C{write} queues the bytes and asks the reactor to watch the
+    socket for writability (an C{epoll_ctl}), sends them on the next
+    iteration and stops watching (another C{epoll_ctl}).  A short reply that
+    fits the socket's send buffer -- nearly every SMTP reply and command --
+    goes out here with one C{send()} and no reactor round trip; whatever is
+    not sent (or any other transport: TLS, tests' C{StringTransport}) takes
+    the ordinary path, after what was sent, so order is kept.
+    """
+    if (
+        type(transport) in _PLAIN_TCP
+        and not transport.TLS
+        and transport.connected
+        and not transport.disconnecting
+        and not transport.dataBuffer
+        and not transport._tempDataBuffer
+    ):
+        try:
+            sent = transport.socket.send(data)
+        except OSError:
+            sent = 0  # EAGAIN, or an error the ordinary path will report
+        if sent == len(data):
+            return
+        data = data[sent:]
+    transport.write(data)
+
+
+def _plainTCP():
+    from twisted.internet import tcp
+
+    return (tcp.Server, tcp.Client)
+
+
+_PLAIN_TCP = _plainTCP()

@@ -33,7 +33,9 @@ class ServerContext:
         through.
     @ivar events: the L{mailplat.events.EventHub} (may be L{None} in unit
         tests).
-    @ivar targets: the plugin delivery targets (C{[[target]]} tables).
+    @ivar committer: the L{mailplat.queue.commit.GroupCommitter} that makes
+        received messages durable before their 250 (L{None}: each message
+        is committed on its own through C{runBlocking}).
     """
 
     config: Any
@@ -50,5 +52,6 @@ class ServerContext:
     policy: Any = None
     authThrottle: Any = None
     resolver: Any = None
+    committer: Any = None
     events: Any = None
     targets: tuple = ()

@@ -18,9 +18,26 @@ L{mailplat.aliases.MAX_DEPTH} levels; external targets are returned as they
 are.
 """
 
+import os
+import threading
+import time
 from dataclasses import dataclass
 
 from mailplat.aliases import MAX_DEPTH, AliasTable
+
+
+#: How long (seconds) remembered resolutions are used after the files were
+#: last found unchanged, and how many are kept.
+MEMO_MAX_AGE = 3.0
+MEMO_SIZE = 10000
+
+
+def _fileStamp(path):
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 class UnknownRecipient(LookupError):
@@ -58,6 +75,56 @@ class RecipientResolver:
         self.isLocalDomain = isLocalDomain
         self.postmaster = postmaster
         self.delimiter = delimiter
+        # Recent resolutions, for RCPT without a thread hand-off (cached()):
+        # valid while the files they came from are unchanged, which
+        # checkFiles() (a watcher, every second) confirms.
+        self._memo = {}
+        self._stamps = None
+        self._checked = None
+        self._generation = 0
+        self._lock = threading.Lock()
+
+    def watchedFiles(self):
+        """
+        @return: the files resolutions depend on (the password file or user
+            database, the aliases file), or L{None} when the user directory
+            is not a file we can watch (then L{cached} never answers).
+        """
+        userFile = getattr(self.users, "path", None)
+        if not isinstance(userFile, str):
+            return None
+        return tuple(p for p in (userFile, self.aliases.path) if p)
+
+    def checkFiles(self, now=time.monotonic):
+        """
+        I{blocking} (C{stat}s the watched files).  Forget the remembered
+        resolutions when a file changed, and note that they were checked:
+        L{cached} answers only within L{MEMO_MAX_AGE} seconds of a check.
+        """
+        paths = self.watchedFiles()
+        if paths is None:
+            return
+        stamps = tuple(_fileStamp(p) for p in paths)
+        with self._lock:
+            if stamps != self._stamps:
+                self._memo = {}
+                self._stamps = stamps
+                self._generation += 1
+            self._checked = now()
+
+    def cached(self, address, now=time.monotonic):
+        """
+        Non-blocking: the L{Resolution} L{resolve} gave for C{address} a
+        moment ago, if the files have not changed since (as of the last
+        L{checkFiles}, at most L{MEMO_MAX_AGE} seconds ago); else L{None}.
+        Unknown recipients are never remembered, so a user just added is
+        found at once; a user just deleted may still be accepted for up to
+        a second or two (local delivery then bounces with 5.1.1).
+        """
+        checked = self._checked
+        if checked is None or now() - checked > MEMO_MAX_AGE:
+            return None
+        return self._memo.get(address.lower())
 
     def resolve(self, address):
         """
@@ -68,11 +135,24 @@ class RecipientResolver:
         @return: a L{Resolution}.
         @raise UnknownRecipient: nothing matches.
         """
+        generation = self._generation
         mailboxes, external = [], []
         self._resolve(address.lower(), mailboxes, external, 0, set())
         if not mailboxes and not external:
             raise UnknownRecipient(address)
-        return Resolution(tuple(dict.fromkeys(mailboxes)), tuple(dict.fromkeys(external)))
+        resolution = Resolution(
+            tuple(dict.fromkeys(mailboxes)), tuple(dict.fromkeys(external))
+        )
+        if self._checked is not None:
+            with self._lock:
+                if generation != self._generation:
+                    # The files changed while we read them: do not remember
+                    # what may be the old answer.
+                    return resolution
+                if len(self._memo) >= MEMO_SIZE:
+                    self._memo = {}
+                self._memo[address.lower()] = resolution
+        return resolution
 
     def _resolve(self, address, mailboxes, external, depth, seen):
         if depth > MAX_DEPTH or address in seen:

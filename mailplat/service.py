@@ -7,6 +7,7 @@ import dataclasses
 import os
 
 from twisted.application import service
+from twisted.application.internet import TimerService
 from twisted.internet import defer, threads
 from twisted.python.threadpool import ThreadPool
 from twisted.logger import Logger
@@ -24,6 +25,7 @@ from mailplat.delivery.targets import outboundTargets
 from mailplat.dns import Resolver
 from mailplat.listeners import ListenError, ListenerService
 from mailplat.policy.registry import buildPipeline
+from mailplat.queue.commit import GroupCommitter
 from mailplat.queue.control import ControlService
 from mailplat.queue.runner import QueueRunner
 from mailplat.recipients import resolverFor
@@ -92,6 +94,16 @@ class MailplatService(service.MultiService):
                 reactor, self.deliveryPool, f, *args, **kwargs
             )
 
+        # Received messages are committed in groups by one thread of their
+        # own (mailplat.queue.commit): one hand-off and one directory fsync
+        # serve every session waiting for its 250 at that moment.
+        self.commitPool = ThreadPool(minthreads=0, maxthreads=1, name="mailplat-commit")
+
+        def runCommit(f, *args, **kwargs):
+            return threads.deferToThreadPool(
+                reactor, self.commitPool, f, *args, **kwargs
+            )
+
         store = MaildirStore(config.storage.path, quota=config.storage.quota)
         users = userDatabase(config)
         self.realm = MailRealm(store)
@@ -120,6 +132,7 @@ class MailplatService(service.MultiService):
             callFromThread=reactor.callFromThread,
             recipients=resolverFor(config, users),
             resolver=self.resolver,
+            committer=GroupCommitter(queue, runCommit),
             events=EventHub(),
             authThrottle=AuthThrottle(
                 reactor,
@@ -139,6 +152,12 @@ class MailplatService(service.MultiService):
         self._submitter = Submitter(self.context, self.runner)
         self.runner.setServiceParent(self)
         ControlService(queue.controlPath, self.runner, reactor).setServiceParent(self)
+        # Watch the user and alias files every second, so that RCPT can use
+        # the resolutions of recent recipients without a thread hand-off
+        # (mailplat.recipients.RecipientResolver.cached).
+        watcher = TimerService(1.0, self._checkRecipientFiles)
+        watcher.clock = reactor
+        watcher.setServiceParent(self)
         self.listeners = {}
         for listener in config.listeners:
             child = ListenerService(
@@ -159,6 +178,11 @@ class MailplatService(service.MultiService):
         @raise mailplat.config.ConfigError: listing every problem.
         """
         return cls(loadConfigString(text, baseDir), reactor)
+
+    def _checkRecipientFiles(self):
+        d = self._runBlocking(self.context.recipients.checkFiles)
+        d.addErrback(lambda f: self.log.failure("cannot check the user files", f))
+        return d
 
     def _portal(self, specs, users):
         return portalFor(
@@ -218,6 +242,7 @@ class MailplatService(service.MultiService):
                 queueId=name,
             )
         self.deliveryPool.start()
+        self.commitPool.start()
         try:
             service.MultiService.startService(self)
         except ListenError:
@@ -232,8 +257,9 @@ class MailplatService(service.MultiService):
         d = defer.maybeDeferred(service.MultiService.stopService, self)
 
         def stopPool(result):
-            if self.deliveryPool.started:
-                self.deliveryPool.stop()
+            for pool in (self.deliveryPool, self.commitPool):
+                if pool.started:
+                    pool.stop()
             return result
 
         return d.addBoth(stopPool)

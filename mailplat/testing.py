@@ -16,6 +16,7 @@ from mailplat.auth.throttle import AuthThrottle
 from mailplat.context import ServerContext
 from mailplat.policy.registry import buildPipeline
 from mailplat.recipients import resolverFor
+from mailplat.queue.commit import GroupCommitter
 from mailplat.queue.store import QueueStore
 from mailplat.storage.maildir import MaildirStore
 
@@ -100,6 +101,7 @@ def makeContext(
         runBlocking=runBlocking,
         callFromThread=lambda f, *a: f(*a),
         recipients=resolverFor(config, db),
+        committer=GroupCommitter(queue, runBlocking),
         authThrottle=AuthThrottle(
             clock,
             base=config.auth.failureDelay,

@@ -12,6 +12,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from mailplat.auth.checker import PasswordFileChecker
+from mailplat.auth.hashpool import hashRunnerFor
 from mailplat.auth.sqlitedb import SQLiteUserDatabase
 from mailplat.auth.userdb import UserDatabase
 
@@ -42,7 +43,9 @@ def checkerFor(spec, users, clock, runBlocking):
     @raise CheckerSpecError: unknown or bad.
     """
     if spec == USERDB:
-        return PasswordFileChecker(users, clock, runBlocking, failureDelay=0)
+        return PasswordFileChecker(
+            users, clock, hashRunnerFor(clock, runBlocking), failureDelay=0
+        )
     try:
         checker = strcred.makeChecker(spec)
     except (strcred.InvalidAuthType, strcred.InvalidAuthArgumentString) as e:

@@ -20,6 +20,8 @@ import threading
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from mailplat.auth import argon2mem
+
 DEFAULT_SCHEME = "ARGON2ID"
 
 
@@ -52,6 +54,11 @@ def _libcrypt():
 
 
 def _verifyArgon2(hashed, password):
+    # With each hashing thread's own buffer when the hash allows (see
+    # mailplat.auth.argon2mem for why), else as argon2-cffi does it.
+    result = argon2mem.verify(hashed, password)
+    if result is not None:
+        return result
     try:
         return _argon2().verify(hashed, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):

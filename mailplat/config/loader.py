@@ -407,6 +407,7 @@ def configFromDict(data, baseDir, source="<config>"):
     storage = schema.StorageConfig(
         path=t.get("path", path, path("mail")),
         quota=t.get("quota", parseSize, 0),
+        rescanInterval=t.get("rescan_interval", parseDuration, 1.0),
     )
     t.finish()
 

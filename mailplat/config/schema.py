@@ -186,6 +186,11 @@ class StorageConfig:
     # Per-user storage quota in bytes (RFC 9208 STORAGE), enforced at
     # delivery, APPEND and COPY; 0 means none.
     quota: int = 0
+    # How stale (seconds) the in-memory picture of a folder may get before
+    # an IMAP command or a POP3 login looks at the Maildir directories again
+    # for mail other programs dropped in; changes made through mailplat are
+    # seen at once.  0 looks every time.
+    rescanInterval: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -528,15 +528,19 @@ class SMTPSession:
         """
         @return: a C{chunks()} callable for L{SMTPClientProtocol.sendStream}:
             the message read off the reactor thread, encoded for DATA (dot
-            stuffing and CRLF across chunk boundaries) or raw for BDAT.
+            stuffing and CRLF across chunk boundaries) or raw for BDAT.  A
+            read shorter than C{chunkSize} is the end of the file (a regular
+            file), so a message that fits one chunk takes one thread call,
+            and its last chunk goes out with the end of DATA.
         """
-        state = {"file": None, "done": False}
+        state = {"file": None, "done": False, "eof": False}
 
         def read():
             if state["file"] is None:
                 state["file"] = item.openContent()
             data = state["file"].read(self.chunkSize)
-            if not data:
+            if len(data) < self.chunkSize:
+                state["eof"] = True
                 state["file"].close()
             return data
 
@@ -545,16 +549,26 @@ class SMTPSession:
                 state["file"].close()
             return result
 
+        def end():
+            state["done"] = True
+            return encoder.end() if encoder is not None else None
+
         def chunks():
             if state["done"]:
                 return defer.succeed(None)
+            if state["eof"]:
+                return defer.succeed(end())
             d = self.runBlocking(read)
 
             def encode(data):
-                if not data:
-                    state["done"] = True
-                    return encoder.end() if encoder is not None else None
-                return encoder.encode(data) if encoder is not None else data
+                if encoder is None:
+                    if not data:
+                        return end()
+                    return data
+                out = encoder.encode(data) if data else b""
+                if state["eof"]:
+                    out += end()
+                return out
 
             d.addErrback(closeQuietly)
             d.addCallback(encode)

@@ -19,6 +19,8 @@ from twisted.internet.error import ConnectionDone
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from mailplat._net import setNoDelay, writeNow
+
 _REPLY_LINE = re.compile(rb"^([2-5][0-9][0-9])([ -]|$)(.*)$", re.S)
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?:\s|$)")
 
@@ -156,6 +158,12 @@ class SMTPClientProtocol(protocol.Protocol):
 
     # -- connection
 
+    def connectionMade(self):
+        # Commands, message data and the final "." are separate writes: with
+        # Nagle's algorithm on, each later one waits for the peer's delayed
+        # ACK (about 40 ms a message).
+        setNoDelay(self.transport)
+
     def connectionLost(self, reason=ConnectionDone()):
         self.closed = True
         self.closeReason = reason
@@ -279,14 +287,15 @@ class SMTPClientProtocol(protocol.Protocol):
         Send one command line (a L{str}, UTF-8 on the wire).
         """
         if not self.closed:
-            self.transport.write(command.encode("utf-8") + b"\r\n")
+            writeNow(self.transport, command.encode("utf-8") + b"\r\n")
 
     def sendCommands(self, commands):
         """
         Send several command lines in one write (a pipelined group).
         """
         if not self.closed:
-            self.transport.write(
+            writeNow(
+                self.transport,
                 b"".join(c.encode("utf-8") + b"\r\n" for c in commands)
             )
 

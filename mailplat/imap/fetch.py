@@ -166,6 +166,24 @@ def needsParsing(items):
     )
 
 
+# Items that need the MIME structure (not just the split of the top-level
+# header from the body).
+_STRUCTURE = {b"ENVELOPE", b"BODYSTRUCTURE", b"BODY"}
+
+
+def needsStructure(items):
+    """
+    @return: whether an item needs the message's MIME structure, which is
+        parsed off the reactor thread; the others (flags and sizes, the
+        whole message, its top-level header, header fields or text) cost a
+        split of the header from the body at most.
+    """
+    return any(
+        item.name in _STRUCTURE or (item.name == b"SECTION" and item.part)
+        for item in items
+    )
+
+
 def needsContent(items):
     return needsParsing(items) or any(item.isWholeMessage() for item in items)
 
@@ -215,6 +233,25 @@ def _partial(data, item):
     return data[offset : offset + length]
 
 
+_flagsCache = {}
+
+
+def flagsAttribute(flags, recent):
+    """
+    @return: C{FLAGS (...)} for a flag set: the few distinct sets a mailbox
+        uses are formatted once (a bounded cache).
+    """
+    key = (flags, recent)
+    text = _flagsCache.get(key)
+    if text is None:
+        if len(_flagsCache) >= 1024:
+            _flagsCache.clear()
+        text = _flagsCache[key] = (
+            b"FLAGS (" + " ".join(orderedFlags(flags, recent)).encode("utf-8") + b")"
+        )
+    return text
+
+
 def messageAttributes(info, items, content=None, size=None, recent=False):
     """
     The C{msg-att} of one message (RFC 3501 7.4.2).
@@ -233,8 +270,7 @@ def messageAttributes(info, items, content=None, size=None, recent=False):
             pieces.append(b" ")
         name = item.name
         if name == b"FLAGS":
-            flags = orderedFlags(info.flags, recent)
-            pieces.append(b"FLAGS (" + " ".join(flags).encode("utf-8") + b")")
+            pieces.append(flagsAttribute(info.flags, recent))
         elif name == b"UID":
             pieces.append(b"UID %d" % info.uid)
         elif name == b"MODSEQ":

@@ -65,6 +65,12 @@ class MailboxCommands:
     @defer.inlineCallbacks
     def _folder(self, name, missing=NONEXISTENT):
         store = self.user.store
+        # A folder this process has open is found in memory, without a
+        # thread hop (memory only: see MaildirStore.cachedFolder).
+        cached = getattr(store, "cachedFolder", None)
+        folder = cached and cached(self.user.address, name)
+        if folder is not None:
+            return folder
         try:
             folder = yield self._store(store.folder, name)
         except BadFolderName:
@@ -97,9 +103,11 @@ class MailboxCommands:
         # A failed SELECT leaves no mailbox selected (RFC 3501 6.3.1).
         self._unselect()
         folder = yield self._folder(name)
-        row, uids, recent, firstUnseen, keywords = yield self.context.runBlocking(
-            folder.select, writeable
-        )
+        cached = getattr(folder, "cachedSelect", None)
+        selection = cached and cached(writeable, self.rescanInterval)
+        if selection is None:
+            selection = yield self.context.runBlocking(folder.select, writeable)
+        row, uids, recent, firstUnseen, keywords = selection
         if self._closing:
             return
         selected = SelectedFolder(folder, writeable, row, uids, recent, keywords)
@@ -272,7 +280,10 @@ class MailboxCommands:
         if b"HIGHESTMODSEQ" in items:
             self._enableCondstore()
         folder = yield self._folder(name)
-        status = yield self.context.runBlocking(folder.status)
+        cached = getattr(folder, "cachedStatus", None)
+        status = cached and cached(self.rescanInterval)
+        if status is None:
+            status = yield self.context.runBlocking(folder.status)
         pairs = b" ".join(b"%s %d" % (item, status[item.decode()]) for item in items)
         self.untagged(b"STATUS " + mailboxName(name) + b" (" + pairs + b")")
         yield self._finish(tag, b"STATUS completed")

@@ -25,6 +25,9 @@ from mailplat.interfaces import MessageGone, NoSuchFolder, QuotaExceeded
 
 _FETCH_BATCH = 256
 _STREAM_CHUNK = 64 * 1024
+# Messages whose contents one thread hop reads (see _renderGroups).
+_GROUP_MESSAGES = 64
+_GROUP_BYTES = 256 * 1024
 MAX_KEYWORDS = 100
 
 
@@ -192,6 +195,14 @@ class MessageCommands:
         """
         Send the FETCH responses in batches, streaming whole messages.
 
+        Costs are kept per batch, not per message: the messages' metadata
+        come from the folder's in-memory state when it is current (else one
+        thread hop per batch), the contents of several small messages are
+        read in one thread hop, and each response is written with one
+        C{write}.  Only messages larger than L{_STREAM_CHUNK} are streamed
+        from the file, a chunk per hop, pausing while the transport's buffer
+        is full.
+
         @return: a L{defer.Deferred} firing with the text of a tagged NO, or
             L{None}.
         """
@@ -200,6 +211,7 @@ class MessageCommands:
         markSeen = selected.writeable and fetch.setsSeen(items)
         needsContent = fetch.needsContent(items)
         parse = fetch.needsParsing(items)
+        structure = fetch.needsStructure(items)
         withFlags = items
         if not any(item.name == b"FLAGS" for item in items):
             withFlags = items + [fetch.FetchItem(b"FLAGS")]
@@ -208,12 +220,15 @@ class MessageCommands:
         sendsFlags = any(item.name == b"FLAGS" for item in items)
         gone = tooDeep = False
         flow = _WriteFlow()
-        self.transport.registerProducer(flow, True)
+        registered = False
+        cachedMessages = getattr(folder, "cachedMessages", None)
         try:
             for start in range(0, len(pairs), _FETCH_BATCH):
                 batch = pairs[start : start + _FETCH_BATCH]
                 seqOf = {u: s for s, u in batch}
-                infos = yield self.context.runBlocking(folder.messages, list(seqOf))
+                infos = cachedMessages and cachedMessages(list(seqOf), self.rescanInterval)
+                if infos is None:
+                    infos = yield self.context.runBlocking(folder.messages, list(seqOf))
                 if len(infos) != len(batch):
                     gone = True
                 newlySeen = set()
@@ -227,44 +242,73 @@ class MessageCommands:
                         byUID = {i.uid: i for i in updated}
                         infos = [byUID.get(i.uid, i) for i in infos]
                         newlySeen = set(byUID)
+                if not self._connected or self._closing:
+                    return None
+                wanted = []
                 for info in infos:
-                    if not self._connected or self._closing:
-                        return None
                     if changedSince is not None and info.modseq <= changedSince:
                         continue
                     query = withFlags if info.uid in newlySeen else items
                     if query is withFlags or sendsFlags:
                         selected.reported([info])
-                    recent = selected.isRecent(info.uid)
-                    if needsContent:
-                        try:
-                            pieces, f = yield self.context.runBlocking(
-                                _render, folder, info, query, parse, recent
-                            )
-                        except MessageGone:
-                            gone = True
-                            continue
-                        except MimeTooDeep:
-                            tooDeep = True
-                            continue
-                    else:
-                        pieces, f = fetch.messageAttributes(info, query, recent=recent), None
-                    try:
-                        self.transport.write(b"* %d FETCH (" % seqOf[info.uid])
-                        yield self._writePieces(pieces, f, flow)
-                        self.transport.write(b")\r\n")
-                    finally:
-                        if f is not None:
-                            f.close()
+                    wanted.append((info, query, selected.isRecent(info.uid)))
+                if not needsContent:
+                    if not wanted:
+                        continue
+                    # Metadata only: the whole batch in one write.
+                    self.transport.write(b"".join([
+                        b"* %d FETCH (%s)\r\n" % (
+                            seqOf[info.uid],
+                            b"".join(fetch.messageAttributes(info, query, recent=recent)),
+                        )
+                        for info, query, recent in wanted
+                    ]))
                     self.resetTimeout()
-                    yield flow.whenWritable()
+                    continue
+                for group in _renderGroups(wanted):
+                    results = self._renderNowait(folder, group, parse, structure)
+                    missing = [e for e, r in zip(group, results) if r is None]
+                    if missing:
+                        read = iter((yield self.context.runBlocking(
+                            _renderMany, folder, missing, parse
+                        )))
+                        results = [next(read) if r is None else r for r in results]
+                    try:
+                        for (info, _, _), result in zip(group, results):
+                            if result is MessageGone:
+                                gone = True
+                                continue
+                            if result is MimeTooDeep:
+                                tooDeep = True
+                                continue
+                            if not self._connected or self._closing:
+                                return None
+                            pieces, f = result
+                            head = b"* %d FETCH (" % seqOf[info.uid]
+                            if f is None:
+                                self.transport.write(b"".join([head, *pieces, b")\r\n"]))
+                            else:
+                                if not registered:
+                                    self.transport.registerProducer(flow, True)
+                                    registered = True
+                                self.transport.write(head)
+                                yield self._writePieces(pieces, f, flow)
+                                self.transport.write(b")\r\n")
+                                f.close()
+                            self.resetTimeout()
+                            if registered:
+                                yield flow.whenWritable()
+                    finally:
+                        for result in results:
+                            if isinstance(result, tuple) and result[1] is not None:
+                                result[1].close()
         except Exception:
             # Part of a response may be out already: nothing sound can follow.
             self.log.failure("imap: FETCH failed for {peer}", peer=self.peer)
             self._close()
             return None
         finally:
-            if self._connected:
+            if registered and self._connected:
                 self.transport.unregisterProducer()
         if tooDeep:
             return b"[LIMIT] MIME structure nested more than %d levels deep" % (
@@ -272,6 +316,34 @@ class MessageCommands:
         if gone:
             return GONE
         return None
+
+    def _renderNowait(self, folder, group, parse, structure):
+        """
+        Render the messages of C{group} that can be read without any disk
+        I/O (see L{mailplat.storage.nowait}: the kernel has their path and
+        data in memory), on the reactor thread: a read of at most
+        L{_STREAM_CHUNK} bytes, and no MIME parsing beyond splitting the
+        header from the body.  Anything that needs the MIME structure is
+        parsed off the reactor thread (L{_renderMany}).
+
+        @return: a result as L{_renderMany}'s for each message, L{None} for
+            those to read in a thread.
+        """
+        readNowait = getattr(folder, "readNowait", None)
+        if structure or readNowait is None:
+            return [None] * len(group)
+        results = []
+        for info, items, recent in group:
+            data = None
+            if info.size <= _STREAM_CHUNK:
+                data = readNowait(info, self._closeLater)
+            results.append(
+                None if data is None else _renderBytes(info, items, parse, recent, data)
+            )
+        return results
+
+    def _closeLater(self, fd):
+        self.context.runBlocking(os.close, fd).addErrback(lambda f: None)
 
     @defer.inlineCallbacks
     def _writePieces(self, pieces, f, flow):
@@ -420,11 +492,58 @@ class MessageCommands:
             yield self._finish(tag, verb + b" completed", code=code)
 
 
+def _renderGroups(wanted):
+    """
+    Split the messages a FETCH needs the contents of into groups read in
+    one thread hop each: up to L{_GROUP_MESSAGES} messages and about
+    L{_GROUP_BYTES} (so memory stays bounded), a message too large to be
+    read whole (streamed) alone.
+    """
+    group, size = [], 0
+    for entry in wanted:
+        large = entry[0].size > _STREAM_CHUNK
+        if group and (large or size + entry[0].size > _GROUP_BYTES
+                      or len(group) >= _GROUP_MESSAGES):
+            yield group
+            group, size = [], 0
+        group.append(entry)
+        size += entry[0].size
+        if large:
+            yield group
+            group, size = [], 0
+    if group:
+        yield group
+
+
+def _renderMany(folder, group, parse):
+    """
+    I{blocking}: L{_render} for each C{(info, items, recent)} of C{group}.
+
+    @return: for each, C{(pieces, file)}, or L{MessageGone} or
+        L{MimeTooDeep} (the class) for a message that cannot be sent.
+    """
+    results = []
+    try:
+        for info, items, recent in group:
+            try:
+                results.append(_render(folder, info, items, parse, recent))
+            except MessageGone:
+                results.append(MessageGone)
+            except MimeTooDeep:
+                results.append(MimeTooDeep)
+    except BaseException:
+        for result in results:
+            if isinstance(result, tuple) and result[1] is not None:
+                result[1].close()
+        raise
+    return results
+
+
 def _render(folder, info, items, parse, recent):
     """
     I{blocking}: open a message and build its FETCH data: parsed when an
-    item needs the structure, else with the whole message left in the file
-    to be streamed.
+    item needs the structure; else read whole when it is small, or with the
+    whole message left in the file to be streamed.
 
     @return: C{(pieces, file)}; the caller closes the file (L{None} when
         everything was read).
@@ -432,14 +551,36 @@ def _render(folder, info, items, parse, recent):
     f = folder.openMessage(info)
     try:
         if parse:
-            content = fetch.parse(f.read())
+            data = f.read()
             f.close()
-            return fetch.messageAttributes(info, items, content, recent=recent), None
+            return _renderBytes(info, items, parse, recent, data)
         size = os.fstat(f.fileno()).st_size
-        return fetch.messageAttributes(info, items, None, size, recent), f
+        if size > _STREAM_CHUNK:
+            return fetch.messageAttributes(info, items, None, size, recent), f
+        data = f.read()
+        f.close()
+        if len(data) != size:
+            raise OSError("message file changed while being read")
+        return _renderBytes(info, items, parse, recent, data)
     except BaseException:
         f.close()
         raise
+
+
+def _renderBytes(info, items, parse, recent, data):
+    """
+    The FETCH data of a message read whole.
+
+    @return: C{(pieces, None)}: every piece is L{bytes}.
+    """
+    if parse:
+        content = fetch.parse(data)
+        return fetch.messageAttributes(info, items, content, recent=recent), None
+    pieces = fetch.messageAttributes(info, items, None, len(data), recent)
+    return [
+        p if isinstance(p, bytes) else data[p.offset : p.offset + p.length]
+        for p in pieces
+    ], None
 
 
 def _runSearch(folder, uids, recent, program):

@@ -113,6 +113,7 @@ class IMAPServer(MailboxCommands, MessageCommands, protocol.Protocol, TimeoutMix
         self.appendLimit = access.maxLiteralSize
         self.literalLimit = min(access.maxLineLength, access.maxLiteralSize)
         self.commandLimit = 8 * access.maxLineLength
+        self.rescanInterval = context.config.storage.rescanInterval
         self.state = UNAUTH
         self.user = None
         self.selected = None
@@ -780,10 +781,6 @@ class IMAPServer(MailboxCommands, MessageCommands, protocol.Protocol, TimeoutMix
         selected = self.selected
         if selected is None:
             return defer.succeed(None)
-        d = self.context.runBlocking(
-            selected.folder.changes, selected.modseq, selected.lastUID, len(selected),
-            selected.writeable,
-        )
 
         def apply(result):
             if selected is not self.selected or not self._connected:
@@ -791,6 +788,26 @@ class IMAPServer(MailboxCommands, MessageCommands, protocol.Protocol, TimeoutMix
             changes = selected.update(*result, allowExpunge=allowExpunge)
             if changes is not None:
                 self._sendChanges(changes)
+
+        # Most of the time nothing changed, or another session already
+        # brought the folder's in-memory state up to date: answered from
+        # memory, without a thread hop.
+        folder = selected.folder
+        cached = getattr(folder, "cachedChanges", None)
+        result = cached and cached(
+            selected.modseq, selected.lastUID, len(selected), selected.writeable,
+            self.rescanInterval,
+        )
+        if result is not None:
+            try:
+                apply(result)
+            except Exception:
+                return defer.fail()
+            return defer.succeed(None)
+        d = self.context.runBlocking(
+            folder.changes, selected.modseq, selected.lastUID, len(selected),
+            selected.writeable,
+        )
 
         def gone(failure):
             failure.trap(NoSuchFolder)

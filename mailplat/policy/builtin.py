@@ -204,6 +204,12 @@ class Recipients(_Builtin):
         domain = facts.recipient.rpartition("@")[2]
         if "@" in facts.recipient and not self.config.isLocalDomain(domain):
             return CONTINUE_VERDICT
+        cached = getattr(self.context.recipients, "cached", None)
+        resolution = cached(facts.recipient) if cached is not None else None
+        if resolution is not None:
+            # Resolved a moment ago and the files are unchanged: no thread
+            # hand-off (mailplat.recipients.RecipientResolver.cached).
+            return self._resolved(resolution)
         d = self.context.runBlocking(self.context.recipients.resolve, facts.recipient)
         d.addCallbacks(self._resolved, self._failed, errbackArgs=(facts.recipient,))
         return d

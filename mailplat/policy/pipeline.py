@@ -21,15 +21,29 @@ class Pipeline:
             stage: [c for c in self.checks if stage in c.stages] for stage in STAGES
         }
 
-    @defer.inlineCallbacks
     def run(self, stage, facts):
         """
         @return: a Deferred firing with the first final verdict of C{stage},
-            or the C{continue} verdict when every check continued.
+            or the C{continue} verdict when every check continued.  Checks
+            that answer synchronously (most built-ins) are run without an
+            C{inlineCallbacks} generator: one SMTP command costs one stage.
         """
-        for check in self._byStage[stage]:
-            verdict = yield defer.maybeDeferred(check.check, stage, facts)
-            if verdict.final:
-                return verdict
-        return CONTINUE_VERDICT
+        return self._runFrom(self._byStage[stage], 0, stage, facts)
 
+    def _runFrom(self, checks, i, stage, facts):
+        while i < len(checks):
+            try:
+                verdict = checks[i].check(stage, facts)
+            except BaseException:
+                return defer.fail()
+            i += 1
+            if isinstance(verdict, defer.Deferred):
+                return verdict.addCallback(self._continue, checks, i, stage, facts)
+            if verdict.final:
+                return defer.succeed(verdict)
+        return defer.succeed(CONTINUE_VERDICT)
+
+    def _continue(self, verdict, checks, i, stage, facts):
+        if verdict.final:
+            return verdict
+        return self._runFrom(checks, i, stage, facts)

@@ -15,6 +15,7 @@ effect.  A connection that drops without QUIT deletes nothing.
 import base64
 import binascii
 import collections
+import os
 
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin, UnhandledCredentials
@@ -55,10 +56,30 @@ def _openMaildrop(avatar):
     """
     I{blocking}: open the user's INBOX and snapshot it.
 
-    @return: C{(folder, messages, uidValidity)}.
+    @return: C{(folder, messages, uidValidity)}; C{messages} is a sequence
+        of L{mailplat.storage.maildir.MessageInfo} that never changes.
     """
     folder = avatar.store.folder(avatar.address)
+    view = getattr(folder, "view", None)
+    if view is not None:
+        messages = view()
+        return folder, messages, messages.row.uidValidity
     return folder, folder.snapshot(), folder.uidValidity
+
+
+def _cachedMaildrop(avatar, rescanInterval):
+    """
+    I{not blocking}: L{_openMaildrop} from the store's memory when it has
+    the INBOX open and its picture of it is current (see
+    L{mailplat.storage.maildir.MaildirFolder.cachedView}), else L{None}.
+    """
+    cachedFolder = getattr(avatar.store, "cachedFolder", None)
+    folder = cachedFolder and cachedFolder(avatar.address)
+    cachedView = getattr(folder, "cachedView", None)
+    messages = cachedView and cachedView(rescanInterval)
+    if messages is None:
+        return None
+    return folder, messages, messages.row.uidValidity
 
 
 def _number(token, limit=999999999):
@@ -439,6 +460,10 @@ class POP3Server(Protocol, TimeoutMixin):
             self.sendLine(b"-ERR [IN-USE] Mailbox is locked by another POP3 session")
             return None
         self._avatar, self._logout = avatar, logout
+        cached = _cachedMaildrop(avatar, self.context.config.storage.rescanInterval)
+        if cached is not None:
+            self._opened(cached)
+            return None
         d = self.context.runBlocking(_openMaildrop, avatar)
         d.addCallbacks(self._opened, self._openFailed)
         return d
@@ -567,8 +592,50 @@ class POP3Server(Protocol, TimeoutMixin):
             return None
         return self._sendMessage(found[1], b"+OK Top of message follows", lines)
 
-    @inlineCallbacks
     def _sendMessage(self, info, status, bodyLines):
+        """
+        Send a message as a multi-line response, dot-stuffed.  A message of
+        at most C{chunkSize} bytes goes out in one write: read on the
+        reactor thread when the kernel has it in memory (see
+        L{mailplat.storage.nowait}), else in one thread hop.  A larger one
+        is streamed (L{_streamMessage}).
+
+        @return: L{None} when done, else a L{Deferred}.
+        """
+        if info.size > self.chunkSize:
+            return self._streamMessage(info, status, bodyLines)
+        readNowait = getattr(self._folder, "readNowait", None)
+        data = readNowait and readNowait(info, self._closeLater)
+        if data is not None:
+            self._sendWhole(data, status, bodyLines)
+            return None
+        d = self.context.runBlocking(self._folder.read, info)
+
+        def gone(failure):
+            failure.trap(MessageGone)
+            self.sendLine(b"-ERR [SYS/TEMP] Message was removed by another session.")
+
+        def read(data):
+            if len(data) > self.chunkSize:
+                # It is not the size the index says: stream it after all.
+                return self._streamMessage(info, status, bodyLines)
+            if not self._closing:
+                self._sendWhole(data, status, bodyLines)
+
+        return d.addCallbacks(read, gone)
+
+    def _sendWhole(self, data, status, bodyLines):
+        if bodyLines is not None:
+            data = TopFilter(bodyLines).feed(data)
+        stuffer = DotStuffer()
+        self.transport.write(b"".join([status, b"\r\n", stuffer.stuff(data), stuffer.end()]))
+        self.resetTimeout()
+
+    def _closeLater(self, fd):
+        self.context.runBlocking(os.close, fd).addErrback(lambda f: None)
+
+    @inlineCallbacks
+    def _streamMessage(self, info, status, bodyLines):
         """
         Stream a message as a multi-line response: read in C{chunkSize} pieces
         off the reactor thread, stuffed across chunk boundaries, pausing while

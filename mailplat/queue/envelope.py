@@ -4,7 +4,7 @@ as JSON (never pickle).
 """
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 PENDING = "pending"
 DELIVERED = "delivered"
@@ -87,9 +87,11 @@ class Envelope:
     headers: list = field(default_factory=list)
 
     def toJSON(self):
-        return json.dumps(asdict(self), sort_keys=True, ensure_ascii=False).encode(
-            "utf-8"
-        )
+        # The same document as json.dumps(asdict(self)), without asdict's
+        # deep copies (a hot path: every received message).
+        doc = {name: getattr(self, name) for name in _ENVELOPE_FIELDS}
+        doc["recipients"] = [_recipientDict(r) for r in self.recipients]
+        return json.dumps(doc, sort_keys=True, ensure_ascii=False).encode("utf-8")
 
     @classmethod
     def fromJSON(cls, data):
@@ -113,7 +115,9 @@ class Envelope:
         The mutable part (per-recipient state), stored beside the queue file.
         """
         return json.dumps(
-            [asdict(r) for r in self.recipients], sort_keys=True, ensure_ascii=False
+            [_recipientDict(r) for r in self.recipients],
+            sort_keys=True,
+            ensure_ascii=False,
         ).encode("utf-8")
 
     def applyState(self, data):
@@ -129,6 +133,14 @@ class Envelope:
             self.recipients = [Recipient(**r) for r in raw]
         except TypeError as e:
             raise ValueError(f"bad state: {e}") from None
+
+
+_ENVELOPE_FIELDS = tuple(f.name for f in fields(Envelope))
+_RECIPIENT_FIELDS = tuple(f.name for f in fields(Recipient))
+
+
+def _recipientDict(recipient):
+    return {name: getattr(recipient, name) for name in _RECIPIENT_FIELDS}
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from mailplat.queue import bounce
+from mailplat.queue.commit import Batcher
 from mailplat.queue.envelope import (
     DEFERRED,
     DELIVERED,
@@ -89,6 +90,11 @@ class QueueRunner(service.Service):
         self._cache = {}
         self._recovered = None
         self._slots = defer.DeferredSemaphore(maxActive)
+        # Opening (loading, locking) and removing queue files is done for
+        # every attempt under way in one thread call, with one directory
+        # fsync for all removals (mailplat.queue.commit.Batcher).
+        self._opener = Batcher(runBlocking, self._openMany)
+        self._remover = Batcher(runBlocking, self._removeMany)
         # Called as observer(item, recipient, result) for every delivery
         # result, on the reactor thread (the embedding API's events).
         self.observers = []
@@ -209,12 +215,41 @@ class QueueRunner(service.Service):
     @defer.inlineCallbacks
     def _attemptLocked(self, queueId, force):
         cached = self._cache.pop(queueId, None)
-        item = yield self.runBlocking(self._open, queueId, cached)
+        item = yield self._opener.submit((queueId, cached))
         try:
             delay = yield self._deliver(item, force)
         finally:
-            yield self.runBlocking(item.unlock)
+            if item.lockFD is not None:
+                yield self.runBlocking(item.unlock)
         return delay
+
+    def _openMany(self, requests):
+        """
+        I{blocking}.  L{_open} for C{(queueId, item)} requests.
+
+        @return: for each, the locked item or the exception.
+        """
+        out = []
+        for queueId, item in requests:
+            try:
+                out.append(self._open(queueId, item))
+            except Exception as e:
+                out.append(e)
+        return out
+
+    def _removeMany(self, items):
+        """
+        I{blocking}.  Remove messages whose recipients are all final (one
+        directory fsync for all of them), then unlock them.
+
+        @return: for each, L{None} or the exception.
+        """
+        try:
+            results = self.store.removeMany([item.id for item in items])
+        finally:
+            for item in items:
+                item.unlock()
+        return results
 
     def _open(self, queueId, item=None):
         """
@@ -307,7 +342,7 @@ class QueueRunner(service.Service):
             changed = True
 
         if all(r.done for r in envelope.recipients):
-            yield self.runBlocking(self.store.remove, item.id)
+            yield self._remover.submit(item)
             self.log.info("{queueId}: removed", queueId=item.id)
             return None
         if changed:
@@ -334,6 +369,12 @@ class QueueRunner(service.Service):
         Apply one target's results and make them durable at once.
         """
         self._apply(item, recipients, results, now)
+        if all(r.done for r in item.envelope.recipients):
+            # Every recipient is final and owes no notice: the message is
+            # removed next, which records these results durably as well
+            # (a crash before that is the duplicate window of
+            # docs/architecture.md, as it is before a state file).
+            return
         yield lock.run(self.runBlocking, self.store.saveState, item)
 
     def _apply(self, item, recipients, results, now):

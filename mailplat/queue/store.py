@@ -237,6 +237,23 @@ class SpoolFile:
         @return: the L{QueuedMessage}.
         @raise OSError: on a disk error; nothing is left in C{active/} then.
         """
+        item = self.syncAndRename()
+        try:
+            fsyncDirectory(self.queue.activeDir)
+        except BaseException:
+            os.unlink(item.path)
+            raise
+        return item
+
+    def syncAndRename(self):
+        """
+        The first half of L{commit}: fsync the file and rename it into
+        C{active/}.  The message is durable only once C{active/} is fsynced
+        too (L{QueueStore.commitMany} does that once for many files).
+
+        @return: the L{QueuedMessage}.
+        @raise OSError: on a disk error; the file is removed then.
+        """
         try:
             self._file.flush()
             self._finalEnvelope()
@@ -247,11 +264,6 @@ class SpoolFile:
             os.rename(self.tmpPath, final)
         except BaseException:
             self.abort()
-            raise
-        try:
-            fsyncDirectory(self.queue.activeDir)
-        except BaseException:
-            os.unlink(final)
             raise
         return QueuedMessage(final, self.envelope, self.offset, self.size)
 
@@ -340,6 +352,40 @@ class QueueStore:
         """
         return SpoolFile(self, envelope)
 
+    def commitMany(self, spools):
+        """
+        I{blocking}.  Group commit: L{SpoolFile.commit} for several messages
+        with one fsync of C{active/} for all of them.  Each file is fsynced
+        and renamed into C{active/}, then the directory is fsynced once; a
+        message is durable (and may get its 250) only when this returns.
+
+        @param spools: L{SpoolFile}s.
+        @return: a list with, for each spool in order, its L{QueuedMessage}
+            or the L{OSError} that kept it out of the queue (its file is
+            removed then; nothing of it is left in C{active/}).
+        """
+        results = []
+        renamed = []
+        for spool in spools:
+            try:
+                item = spool.syncAndRename()
+            except Exception as e:
+                results.append(e)
+            else:
+                results.append(item)
+                renamed.append(item)
+        if renamed:
+            try:
+                fsyncDirectory(self.activeDir)
+            except Exception as e:
+                for item in renamed:
+                    try:
+                        os.unlink(item.path)
+                    except OSError:
+                        pass
+                results = [r if isinstance(r, Exception) else e for r in results]
+        return results
+
     def ids(self):
         """
         I{blocking}.  @return: the ids in C{active/}, oldest first.
@@ -419,6 +465,32 @@ class QueueStore:
             except FileNotFoundError:
                 pass
         fsyncDirectory(self.activeDir)
+
+    def removeMany(self, queueIds):
+        """
+        I{blocking}.  L{remove} for several messages, with one directory
+        fsync for all of them.
+
+        @return: for each id, L{None} or the L{OSError} that kept it.
+        """
+        results = []
+        for queueId in queueIds:
+            path = os.path.join(self.activeDir, queueId)
+            try:
+                for p in (path + ".state", path):
+                    try:
+                        os.unlink(p)
+                    except FileNotFoundError:
+                        pass
+            except OSError as e:
+                results.append(e)
+            else:
+                results.append(None)
+        try:
+            fsyncDirectory(self.activeDir)
+        except OSError as e:
+            return [e] * len(queueIds)
+        return results
 
     def _move(self, queueId, source, destination, wait):
         if not _validId(queueId):

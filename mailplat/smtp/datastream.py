@@ -33,6 +33,11 @@ class DataDecoder:
     @ivar bareLineFeeds: how many lines ended with a bare LF.
     """
 
+    #: Whether whole runs of CRLF-terminated body lines are decoded with a
+    #: few bytes operations instead of line by line (the result is the
+    #: same; tests compare the two).
+    fastPath = True
+
     def __init__(self, previousLineEndedWithCRLF=True):
         self.done = False
         self.receivedCount = 0
@@ -53,6 +58,10 @@ class DataDecoder:
             raise RuntimeError("feed after end of data")
         buf = self._pending + data if self._pending else data
         self._pending = b""
+        if self.fastPath and not self._inHeaders:
+            decoded = self._feedBody(buf)
+            if decoded is not None:
+                return decoded
         out = []
         pos = 0
         find = buf.find
@@ -81,7 +90,47 @@ class DataDecoder:
                 line = line[:-1] + b"\r\n"
             out.append(line)
             self._lineStart = True
-        rest = buf[pos:]
+        self._partialLine(buf[pos:], out)
+        return b"".join(out), None
+
+    def _feedBody(self, buf):
+        """
+        The fast path for the body: when every line in C{buf} ends with CRLF
+        (no bare LF to rewrite, no header to count), the end of data is
+        C{CRLF . CRLF} found with one search and dot-unstuffing is one
+        replace, with the same result as the line-by-line loop.
+
+        @return: what L{feed} returns, or L{None} to take the general path.
+        """
+        last = buf.rfind(b"\n")
+        if last < 0:
+            return None
+        body = buf[: last + 1]
+        if body.count(b"\n") != body.count(b"\r\n"):
+            return None  # a bare LF: the general path rewrites it
+        if self._lineStart and self._prevCRLF and body.startswith(b".\r\n"):
+            self.done = True
+            return b"", buf[3:]
+        end = body.find(b"\r\n.\r\n")
+        if end >= 0:
+            self.done = True
+            body, leftover = body[: end + 2], buf[end + 5 :]
+        if self._lineStart and body[:1] == b".":
+            body = body[1:]
+        body = body.replace(b"\r\n.", b"\r\n")
+        if self.done:
+            return body, leftover
+        self._lineStart = True
+        self._prevCRLF = True
+        out = [body]
+        self._partialLine(buf[last + 1 :], out)
+        return b"".join(out), None
+
+    def _partialLine(self, rest, out):
+        """
+        Handle the bytes after the last LF of the input: a line not ended
+        yet.
+        """
         if rest:
             if self._lineStart and len(rest) < _HOLD:
                 # Could still be ".\r\n" or "Received:": wait for more.
@@ -99,4 +148,3 @@ class DataDecoder:
                 out.append(rest)
                 self._lineStart = False
                 self._prevCRLF = False
-        return b"".join(out), None

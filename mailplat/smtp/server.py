@@ -29,7 +29,7 @@ from twisted.internet import defer, interfaces, protocol, task
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 
-from mailplat._net import setNoDelay
+from mailplat._net import setNoDelay, writeNow
 from mailplat.events import ACCEPTED, MailEvent
 from mailplat.interfaces import IMailUser
 from mailplat.policy import verdict as V
@@ -171,8 +171,9 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             self._logVerdict("connect", verdict)
             return self._closeWith(verdict.reply)
         self._mode = "command"
-        self.transport.write(
-            f"220 {self.config.hostname} ESMTP mailplat\r\n".encode("ascii")
+        writeNow(
+            self.transport,
+            f"220 {self.config.hostname} ESMTP mailplat\r\n".encode("ascii"),
         )
         self._process()
 
@@ -215,13 +216,13 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             return
         self._mode = "closed"
         self._abortTransaction()
-        self.transport.write(reply.toBytes())
+        writeNow(self.transport, reply.toBytes())
         self.transport.loseConnection()
 
     def reply(self, reply):
         if self._mode == "closed":
             return
-        self.transport.write(reply.toBytes())
+        writeNow(self.transport, reply.toBytes())
         if reply.isError and reply.code != 421:
             self._errors += 1
             if self._errors >= self.config.smtp.maxErrors:
@@ -395,7 +396,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
                 return self._closeWith(verdict.reply)
             return self.reply(verdict.reply)
         if not esmtp:
-            self.transport.write(f"250 {self.config.hostname}\r\n".encode("ascii"))
+            writeNow(self.transport, f"250 {self.config.hostname}\r\n".encode("ascii"))
             return
         lines = [
             self.config.hostname,
@@ -413,7 +414,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             lines.append("AUTH PLAIN LOGIN")
         out = "".join(f"250-{line}\r\n" for line in lines[:-1])
         out += f"250 {lines[-1]}\r\n"
-        self.transport.write(out.encode("ascii"))
+        writeNow(self.transport, out.encode("ascii"))
 
     def smtp_HELO(self, arg):
         if not self._needsArgument(arg, "HELO hostname"):
@@ -510,9 +511,9 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         if initial:
             return self._saslResponse(initial.encode("ascii", "replace"))
         if mechanism == "PLAIN":
-            self.transport.write(b"334 \r\n")
+            writeNow(self.transport, b"334 \r\n")
         else:
-            self.transport.write(b"334 VXNlcm5hbWU6\r\n")
+            writeNow(self.transport, b"334 VXNlcm5hbWU6\r\n")
 
     def _saslResponse(self, line):
         state = self._saslState
@@ -535,7 +536,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             return self._login(user, password)
         if "user" not in state:
             state["user"] = decoded
-            self.transport.write(b"334 UGFzc3dvcmQ6\r\n")
+            writeNow(self.transport, b"334 UGFzc3dvcmQ6\r\n")
             return None
         return self._login(state["user"], decoded)
 
@@ -1001,7 +1002,11 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             t.spool.envelope.headers = [
                 h.decode("utf-8", "replace") for h in self.facts.extraHeaders
             ]
-        d = self.context.runBlocking(t.spool.commit)
+        committer = self.context.committer
+        if committer is not None:
+            d = committer.commit(t.spool)
+        else:
+            d = self.context.runBlocking(t.spool.commit)
         d.addCallbacks(self._committed, self._commitFailed, errbackArgs=(queueId,))
         return d
 

@@ -30,7 +30,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from zope.interface import implementer
 
@@ -47,7 +47,9 @@ from mailplat.interfaces import (
     QuotaExceeded,
 )
 from mailplat.storage import names as _names
+from mailplat.storage import nowait
 from mailplat.storage.index import UserIndex, indexPath
+from mailplat.storage.state import FolderState, nextGeneration
 
 # Re-exported for callers that catch them from here.
 __all__ = [
@@ -93,10 +95,11 @@ _SETTLE_NS = 1_000_000_000
 _SETTLE_FINE_NS = 50_000_000
 
 
-@dataclass(frozen=True)
-class MessageInfo:
+class MessageInfo(NamedTuple):
     """
-    One message of a folder.
+    One message of a folder.  Immutable; a named tuple rather than a frozen
+    dataclass because FETCH and POP3 make many of them on the reactor thread
+    and a tuple is several times cheaper to build.
 
     @ivar uid: its UID, stable across sessions and restarts.
     @ivar key: the Maildir unique name (the file name before C{:2,}).
@@ -238,6 +241,11 @@ class MaildirFolder:
         self._stamp = None
         self._settled = False
         self._known = None
+        # The in-memory picture of the index (storage/state.py), current
+        # while its generation is ours; every change made through the store
+        # takes a new generation (_invalidate).
+        self._state = None
+        self._generation = nextGeneration()
 
     def __repr__(self):
         return f"<MaildirFolder {self._user.address} {self._name!r}>"
@@ -268,8 +276,17 @@ class MaildirFolder:
             self._listeners.remove(listener)
 
     def _changed(self):
+        self._invalidate()
         for listener in list(self._listeners):
             listener()
+
+    def _invalidate(self):
+        """
+        The index changed (or may have): the cached state is no longer
+        current.  Called by every writer before it returns to its caller,
+        so a session never sees a state older than its own change.
+        """
+        self._generation = nextGeneration()
 
     # -- structure
 
@@ -343,6 +360,11 @@ class MaildirFolder:
         if names != self._known:
             changed = self._reconcile(found)
             self._known = names
+            # Renames leave the modification sequences alone, so the cached
+            # state cannot be brought up to date from them: build it afresh.
+            self._state = None
+            if changed:
+                self._invalidate()
         self._stamp = stamp
         fine = any(t % 1_000_000_000 for t in stamp)
         settle = _SETTLE_FINE_NS if fine else _SETTLE_NS
@@ -410,6 +432,9 @@ class MaildirFolder:
 
     # -- reading
 
+    # How the fast paths below tell time (tests replace it).
+    clock = staticmethod(time.monotonic)
+
     @property
     def uidValidity(self):
         return self.status()["UIDVALIDITY"]
@@ -422,28 +447,106 @@ class MaildirFolder:
     def highestModseq(self):
         return self.status()["HIGHESTMODSEQ"]
 
+    def _currentState(self, row=None):
+        """
+        The folder's L{FolderState}, brought up to date with the index.  The
+        caller holds the lock and has just called L{_sync}.
+
+        After a change it is updated from the messages whose modification
+        sequence went up (new messages, flag changes: cheap whatever the
+        size of the folder); anything else (expunges, renames by another
+        program, a renamed folder) builds it afresh.
+        """
+        # Read before the index, so the state is never marked newer than
+        # what it was built from.
+        generation = self._generation
+        if row is None:
+            row = self._row()
+        path = self.path
+        state = self._state
+        if state is None or state.generation != generation or state.row != row:
+            fresh = None
+            index = self._index
+            if (
+                state is not None
+                and state.path == path
+                and state.row.uidValidity == row.uidValidity
+                and state.row.highestModseq <= row.highestModseq
+            ):
+                if state.row.highestModseq == row.highestModseq:
+                    fresh = state.updated(row, [], generation)
+                else:
+                    fresh = state.updated(
+                        row, index.changedSince(self.id, state.row.highestModseq),
+                        generation,
+                    )
+                if fresh is not None and len(fresh) != index.countUpTo(self.id, 2**32):
+                    fresh = None
+            if fresh is None:
+                fresh = FolderState.fromRows(
+                    row, path, index.messages(self.id), MessageInfo, generation
+                )
+            state = self._state = fresh
+        # The directories were just looked at; a change within the file
+        # system's time stamp resolution could still be missed, so such a
+        # state is checked again next time.
+        state.checkedAt = self.clock() if self._settled else 0.0
+        return state
+
+    def _freshState(self):
+        """
+        I{blocking}: sync with the Maildir and return the current state.
+        """
+        with self._user.lock:
+            row = self._row()
+            changed = self._sync()
+            state = self._currentState(None if changed else row)
+        if changed:
+            self._changed()
+        return state
+
+    def cachedState(self, maxAge):
+        """
+        I{not blocking}: the folder's state if it is current and the Maildir
+        was looked at less than C{maxAge} seconds ago; else L{None} (call a
+        blocking method then).  Memory only: safe on the reactor thread.
+        """
+        state = self._state
+        if (
+            state is None
+            or not maxAge
+            or state.generation != self._generation
+            or self.clock() - state.checkedAt >= maxAge
+        ):
+            return None
+        return state
+
     def status(self):
         """
         @return: a L{dict} with C{MESSAGES}, C{RECENT}, C{UIDNEXT},
             C{UIDVALIDITY}, C{UNSEEN}, C{HIGHESTMODSEQ} and C{SIZE} (RFC 3501
             6.3.10, RFC 7162 3.1.6, RFC 8438).
         """
-        with self._user.lock:
-            row = self._row()
-            changed = self._sync()
-            if changed:
-                row = self._row()
-            count, recent, unseen, size = self._index.status(self.id)
-        if changed:
-            self._changed()
+        return self._status(self._freshState())
+
+    def cachedStatus(self, maxAge):
+        """
+        I{not blocking}: L{status} from the cached state, or L{None}.
+        """
+        state = self.cachedState(maxAge)
+        return None if state is None else self._status(state)
+
+    @staticmethod
+    def _status(state):
+        row = state.row
         return {
-            "MESSAGES": count,
-            "RECENT": recent,
+            "MESSAGES": len(state),
+            "RECENT": len(state.recent),
             "UIDNEXT": row.uidNext,
             "UIDVALIDITY": row.uidValidity,
-            "UNSEEN": unseen,
+            "UNSEEN": state.unseenCount(),
             "HIGHESTMODSEQ": row.highestModseq,
-            "SIZE": size,
+            "SIZE": state.totalSize(),
         }
 
     def snapshot(self):
@@ -452,31 +555,38 @@ class MaildirFolder:
 
         @return: a L{list} of L{MessageInfo}.
         """
-        with self._user.lock:
-            self._row()
-            changed = self._sync()
-            path = self.path
-            infos = [self._info(row, path) for row in self._index.messages(self.id)]
-        if changed:
-            self._changed()
-        return infos
+        return list(self._freshState())
+
+    def view(self):
+        """
+        I{blocking}: the folder's messages now, ordered by UID, as a
+        read-only sequence of L{MessageInfo} that never changes (what a POP3
+        session keeps): compact arrays shared with every other user of the
+        folder, rather than one object per message.
+
+        @rtype: L{FolderState}
+        """
+        return self._freshState()
+
+    def cachedView(self, maxAge):
+        """
+        I{not blocking}: L{view} from the cached state, or L{None}.
+        """
+        return self.cachedState(maxAge)
 
     def messages(self, uids):
         """
         @return: the L{MessageInfo}s of those of C{uids} still in the folder,
             by UID.
         """
-        with self._user.lock:
-            self._row()
-            changed = self._sync()
-            path = self.path
-            infos = [
-                self._info(row, path)
-                for row in self._index.messagesByUID(self.id, uids)
-            ]
-        if changed:
-            self._changed()
-        return infos
+        return self._freshState().infos(uids)
+
+    def cachedMessages(self, uids, maxAge):
+        """
+        I{not blocking}: L{messages} from the cached state, or L{None}.
+        """
+        state = self.cachedState(maxAge)
+        return None if state is None else state.infos(uids)
 
     def changes(self, sinceModseq, lastUID=0, count=0, claimRecent=False):
         """
@@ -496,26 +606,29 @@ class MaildirFolder:
             is above C{sinceModseq}; and the UIDs claimed as recent.
         """
         with self._user.lock:
-            self._row()
-            synced = self._sync()
             row = self._row()
-            if row.highestModseq == sinceModseq:
-                result = (row, None, [], [], frozenset())
-            else:
-                claimed = self.claimRecent() if claimRecent else frozenset()
-                index = self._index
-                arrived = index.uidsAbove(self.id, lastUID)
-                uids = None
-                if index.countUpTo(self.id, lastUID) != count:
-                    uids = index.uids(self.id)
-                path = self.path
-                infos = [
-                    self._info(r, path) for r in index.changedSince(self.id, sinceModseq)
-                ]
-                result = (row, uids, arrived, infos, claimed)
+            synced = self._sync()
+            state = self._currentState(None if synced else row)
+            claimed = frozenset()
+            if state.row.highestModseq != sinceModseq and claimRecent and state.recent:
+                claimed = self.claimRecent()
+                state = self._currentState()
+            result = state.changes(sinceModseq, lastUID, count)[:4] + (claimed,)
         if synced:
             self._changed()
         return result
+
+    def cachedChanges(self, sinceModseq, lastUID, count, claimRecent, maxAge):
+        """
+        I{not blocking}: L{changes} from the cached state, or L{None} (also
+        when recent messages would have to be claimed, which writes).
+        """
+        state = self.cachedState(maxAge)
+        if state is None or (
+            claimRecent and state.recent and state.row.highestModseq != sinceModseq
+        ):
+            return None
+        return state.changes(sinceModseq, lastUID, count)
 
     def select(self, claimRecent):
         """
@@ -529,18 +642,31 @@ class MaildirFolder:
             C{\\Seen} (or L{None}) and the keywords in use.
         """
         with self._user.lock:
-            self._row()
-            changed = self._sync()
-            claimed = self.claimRecent() if claimRecent else frozenset()
             row = self._row()
-            rows = self._index.messages(self.id)
+            changed = self._sync()
+            state = self._currentState(None if changed else row)
+            claimed = frozenset()
+            if claimRecent and state.recent:
+                claimed = self.claimRecent()
+                state = self._currentState()
         if changed:
             self._changed()
-        uids = [r.uid for r in rows]
-        recent = claimed if claimRecent else frozenset(r.uid for r in rows if r.recent)
-        firstUnseen = next((r.uid for r in rows if "\\Seen" not in r.flags), None)
-        keywords = sorted({f for r in rows for f in r.flags if not f.startswith("\\")})
-        return row, uids, recent, firstUnseen, keywords
+        return self._selection(state, claimRecent, claimed)
+
+    def cachedSelect(self, claimRecent, maxAge):
+        """
+        I{not blocking}: L{select} from the cached state, or L{None} (also
+        when recent messages would have to be claimed).
+        """
+        state = self.cachedState(maxAge)
+        if state is None or (claimRecent and state.recent):
+            return None
+        return self._selection(state, claimRecent, frozenset())
+
+    @staticmethod
+    def _selection(state, claimRecent, claimed):
+        recent = claimed if claimRecent else state.recent
+        return state.row, state.uids, recent, state.firstUnseen(), state.keywords()
 
     def _open(self, info):
         try:
@@ -566,6 +692,17 @@ class MaildirFolder:
         """
         with self._open(info) as f:
             return f.read()
+
+    def readNowait(self, info, closeLater):
+        """
+        I{not blocking}: the bytes of the message C{info} if the kernel has
+        its path and data in memory, else L{None} (use L{read} or
+        L{openMessage} in a thread then).  See L{mailplat.storage.nowait}
+        for why this is safe on the reactor thread.
+
+        @param closeLater: C{f(fd)} closing a descriptor in a thread.
+        """
+        return nowait.readNowait(info.path, info.size, closeLater)
 
     def openMessage(self, info):
         """
@@ -621,6 +758,75 @@ class MaildirFolder:
             raise
         self._changed()
         return uid
+
+    def deliverMany(self, messages):
+        """
+        Store several new messages durably, as L{deliver} does for one, but
+        with one fsync of C{new/} and one index transaction for all of them
+        (local delivery's group commit): each is written to C{tmp/} and
+        fsynced, all are renamed into C{new/}, the directory is fsynced once,
+        then their UIDs are added in one transaction.  A UID is returned only
+        once all of that is done.
+
+        @param messages: a list of messages, each an iterable of L{bytes} or
+            a binary file; CRLF line endings.
+        @return: a list with, for each message in order, its new UID or the
+            L{OSError} (L{QuotaExceeded} included) that kept it out.  As with
+            L{deliver}, a failure leaves nothing in C{tmp/}; a file already
+            renamed into C{new/} when the index fails is adopted by the next
+            scan.
+        """
+        user = self._user
+        results = [None] * len(messages)
+        with user.lock:
+            self._row()
+            self.ensureDirectories()
+            limit = user.store.quotaLimit
+            used = user.index.usage() if limit else 0
+        written = []
+        for i, chunks in enumerate(messages):
+            if limit and used >= limit:
+                results[i] = QuotaExceeded()
+                continue
+            key = user.names.next()
+            tmpPath = os.path.join(self.path, "tmp", key)
+            try:
+                size = _writeFile(tmpPath, chunks)
+            except OSError as e:
+                results[i] = e
+                continue
+            written.append((i, tmpPath, f"{key},S={size}", size))
+        moved = []
+        try:
+            with user.lock:
+                self._row()
+                used = user.index.usage() if limit else 0
+                entries = []
+                for i, tmpPath, key, size in written:
+                    if limit and used + size > limit:
+                        os.unlink(tmpPath)
+                        results[i] = QuotaExceeded()
+                        continue
+                    used += size
+                    name = _fileName(key, frozenset(), inNew=True)
+                    os.rename(tmpPath, os.path.join(self.path, name))
+                    moved.append((i, name))
+                    entries.append((key, name, frozenset(), size, time.time(), True))
+                if entries:
+                    fsyncDirectory(os.path.join(self.path, "new"))
+                    uids = self._index.addMessages(self.id, entries)
+                    self._noteFiles(added=[name for _, name in moved])
+                    for (i, _), uid in zip(moved, uids):
+                        results[i] = uid
+        except Exception as e:
+            for i, tmpPath, key, size in written:
+                if os.path.exists(tmpPath):
+                    os.unlink(tmpPath)
+                if results[i] is None:
+                    results[i] = e
+        if moved:
+            self._changed()
+        return results
 
     def storeFlags(self, uids, add=frozenset(), remove=frozenset(), replace=None,
                    unchangedSince=None):
@@ -732,7 +938,15 @@ class MaildirFolder:
                     removed.append(row.name)
             self._index.setNames(self.id, renames)
             self._noteFiles(added, removed)
-        return frozenset(row.uid for row in rows)
+            claimed = frozenset(row.uid for row in rows)
+            if rows and self._state is not None:
+                # No modification sequence changes here, so the state is
+                # updated directly (keeping its generation: current or not,
+                # it now has these names and recent bits).
+                self._state = self._state.withNames(
+                    renames, claimed, self._state.generation
+                )
+        return claimed
 
     def _removeRows(self, rows):
         """
@@ -1142,6 +1356,8 @@ class _UserMail:
                 if folder is not None:
                     folder._name = target
                     folder._stamp = None
+                    folder._state = None
+                    folder._invalidate()
 
     def subscriptions(self):
         with self.lock:
@@ -1201,6 +1417,29 @@ class MaildirStore:
                 self._recent.popitem(last=False)
             return user
 
+    def cachedFolder(self, address, name=INBOX):
+        """
+        I{not blocking}: the L{MaildirFolder} C{name} of C{address} if this
+        process already has it open, else L{None} (call L{folder} in a
+        thread then).  Memory only -- no lock that disk work is done under
+        is taken -- so it is safe on the reactor thread.
+        """
+        address = address.lower()
+        user = self._users.get(address)
+        if user is None:
+            return None
+        try:
+            canonical = _names.normalizeName(name)
+            # Keep the user among the recently used (see _user); another
+            # thread may drop it meanwhile, which only costs a reopen.
+            self._recent.move_to_end(address)
+        except (BadFolderName, KeyError):
+            return None
+        for folder in list(user._folders.values()):
+            if folder._name == canonical:
+                return folder
+        return None
+
     def folder(self, address, name=INBOX):
         """
         The L{MaildirFolder} C{name} of C{address}.
@@ -1219,6 +1458,16 @@ class MaildirStore:
         @raise QuotaExceeded: the user's quota would be exceeded.
         """
         return self.folder(address, folder).deliver(chunks)
+
+    def deliverMany(self, address, messages, folder=INBOX):
+        """
+        Deliver several messages to one user's folder with one directory
+        fsync and one index transaction (L{MaildirFolder.deliverMany}).
+
+        @return: for each message, its new UID or the L{OSError} that kept
+            it out.
+        """
+        return self.folder(address, folder).deliverMany(messages)
 
     def folders(self, address):
         return self._user(address).folders()

@@ -48,6 +48,8 @@ class SearchTests(IMAPTestMixin, unittest.TestCase):
             self.folder._index._execute(
                 "UPDATE messages SET internaldate = ? WHERE uid = ?", (date, info.uid)
             )
+        # Behind the store's back: forget its in-memory picture of the index.
+        self.folder._state = None
         self.session = self.selected()
         self.session.command(b"x UID STORE 3 -FLAGS.SILENT (\\Seen)")
 
