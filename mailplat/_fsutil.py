@@ -3,6 +3,44 @@ Small durable-file helpers shared by the queue and the store.
 """
 
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+#: How many fsyncs of one group run at once (see L{fsyncAll}).
+FSYNC_PARALLEL = 16
+
+_executor = None
+_executorLock = threading.Lock()
+
+
+def fsyncAll(fds):
+    """
+    fsync every file descriptor of C{fds} and wait for all of them, issuing
+    the calls at the same time from a few threads.  A journaling file
+    system commits concurrent fsyncs together (ext4 and XFS group them into
+    one journal transaction): twenty 1 KB files take about one fsync's time
+    instead of twenty.
+
+    @return: a list with, for each descriptor in order, L{None} or the
+        L{OSError} its fsync raised.
+    """
+    if len(fds) <= 1:
+        return [_fsyncResult(fd) for fd in fds]
+    global _executor
+    with _executorLock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(
+                max_workers=FSYNC_PARALLEL, thread_name_prefix="mailplat-fsync"
+            )
+    return list(_executor.map(_fsyncResult, fds))
+
+
+def _fsyncResult(fd):
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        return e
+    return None
 
 
 def fsyncDirectory(path):

@@ -48,6 +48,8 @@ def _buffer(size):
     held = getattr(_local, "buffer", None)
     if held is None or len(held[0]) < size:
         if held is not None:
+            _local.buffer = None
+            ffi.release(held[1])
             held[0].close()
         mapping = mmap.mmap(-1, size)
         held = _local.buffer = (mapping, ffi.from_buffer(mapping))

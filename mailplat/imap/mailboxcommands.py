@@ -115,22 +115,27 @@ class MailboxCommands:
         self.state = SELECTED
         folder.addListener(self._folderChangedInThread)
         flags = list(SYSTEM_FLAGS_ORDER) + keywords
-        self.untagged(b"FLAGS " + flagList(flags))
-        self.untagged(b"%d EXISTS" % len(selected))
-        self.untagged(b"%d RECENT" % len(selected.recent))
+        # The whole response in one write.
+        lines = [
+            b"* FLAGS " + flagList(flags),
+            b"* %d EXISTS" % len(selected),
+            b"* %d RECENT" % len(selected.recent),
+        ]
         if firstUnseen is not None:
-            self.untagged(b"OK [UNSEEN %d] First unseen message" % selected.seqOf(firstUnseen))
-        self.untagged(b"OK [UIDVALIDITY %d] UIDs valid" % row.uidValidity)
-        self.untagged(b"OK [UIDNEXT %d] Predicted next UID" % row.uidNext)
+            lines.append(b"* OK [UNSEEN %d] First unseen message"
+                         % selected.seqOf(firstUnseen))
+        lines.append(b"* OK [UIDVALIDITY %d] UIDs valid" % row.uidValidity)
+        lines.append(b"* OK [UIDNEXT %d] Predicted next UID" % row.uidNext)
         if writeable:
-            self.untagged(b"OK [PERMANENTFLAGS " + flagList(flags + ["\\*"])
-                          + b"] Flags permitted")
+            lines.append(b"* OK [PERMANENTFLAGS " + flagList(flags + ["\\*"])
+                         + b"] Flags permitted")
             mode = b"READ-WRITE"
         else:
-            self.untagged(b"OK [PERMANENTFLAGS ()] Read-only mailbox")
+            lines.append(b"* OK [PERMANENTFLAGS ()] Read-only mailbox")
             mode = b"READ-ONLY"
-        self.untagged(b"OK [HIGHESTMODSEQ %d] Highest" % row.highestModseq)
-        self.tagged(tag, b"OK", b"[" + mode + b"] " + command + b" completed")
+        lines.append(b"* OK [HIGHESTMODSEQ %d] Highest" % row.highestModseq)
+        lines.append(tag + b" OK [" + mode + b"] " + command + b" completed")
+        self.sendLine(b"\r\n".join(lines))
 
     @defer.inlineCallbacks
     def _folderCommand(self, tag, f, *names, done, then=None):

@@ -24,6 +24,8 @@ from mailplat.imap.wire import ParseError, flagList, formatSequenceSet
 from mailplat.interfaces import MessageGone, NoSuchFolder, QuotaExceeded
 
 _FETCH_BATCH = 256
+# _fetchNow's answer when a FETCH has to wait for a thread.
+_LATER = object()
 _STREAM_CHUNK = 64 * 1024
 # Messages whose contents one thread hop reads (see _renderGroups).
 _GROUP_MESSAGES = 64
@@ -150,7 +152,6 @@ class MessageCommands:
         yield self._finish(tag, b"UID SEARCH completed" if uid else b"SEARCH completed",
                            allowExpunge=uid)
 
-    @defer.inlineCallbacks
     def imap_FETCH(self, tag, args, uid=False):
         """
         RFC 3501 6.4.5 and 6.4.8 (UID FETCH); CHANGEDSINCE and MODSEQ from
@@ -179,16 +180,77 @@ class MessageCommands:
             changedSince is not None or b"FLAGS" in names
         ):
             items.append(fetch.FetchItem(b"MODSEQ"))
-        problem = yield self._fetch(pairs, items, changedSince)
+        problem = self._fetchNow(pairs, items, changedSince)
+        if problem is _LATER:
+            return self._fetch(pairs, items, changedSince).addCallback(
+                lambda problem: self._fetched(tag, problem, uid))
+        return self._fetched(tag, problem, uid)
+
+    def _fetched(self, tag, problem, uid):
         if problem == GONE and uid:
             # RFC 3501 6.4.8: UIDs that no longer exist are ignored; the
             # EXPUNGE follows.
             problem = None
         if problem is not None:
             self.tagged(tag, b"NO", problem)
-            return
-        yield self._finish(tag, b"UID FETCH completed" if uid else b"FETCH completed",
-                           allowExpunge=uid)
+            return None
+        return self._finish(tag, b"UID FETCH completed" if uid else b"FETCH completed",
+                            allowExpunge=uid)
+
+    def _fetchNow(self, pairs, items, changedSince):
+        """
+        L{_fetch} done at once, when everything it needs is in memory: the
+        folder's picture is current, no C{\\Seen} has to be stored, and the
+        contents asked for (at most L{_GROUP_BYTES} in all) are read without
+        any disk I/O and need no MIME structure.  Nothing is written unless
+        all of it can be.
+
+        @return: the text of a tagged NO, L{None}, or L{_LATER} (use
+            L{_fetch}).
+        """
+        if self._closing:
+            return None
+        selected = self.selected
+        folder = selected.folder
+        cachedMessages = getattr(folder, "cachedMessages", None)
+        if cachedMessages is None or len(pairs) > _FETCH_BATCH:
+            return _LATER
+        needsContent = fetch.needsContent(items)
+        if needsContent and fetch.needsStructure(items):
+            return _LATER
+        seqOf = {u: s for s, u in pairs}
+        infos = cachedMessages(list(seqOf), self.rescanInterval)
+        if infos is None:
+            return _LATER
+        gone = len(infos) != len(seqOf)
+        if changedSince is not None:
+            infos = [info for info in infos if info.modseq > changedSince]
+        if selected.writeable and fetch.setsSeen(items) and any(
+            "\\Seen" not in info.flags for info in infos
+        ):
+            return _LATER
+        isRecent = selected.isRecent
+        if needsContent:
+            if sum(info.size for info in infos) > _GROUP_BYTES:
+                return _LATER
+            wanted = [(info, items, isRecent(info.uid)) for info in infos]
+            results = self._renderNowait(folder, wanted, fetch.needsParsing(items), False)
+            if None in results:
+                return _LATER
+            pieces = [result[0] for result in results]
+        else:
+            pieces = [fetch.messageAttributes(info, items, recent=isRecent(info.uid))
+                      for info in infos]
+        if any(item.name == b"FLAGS" for item in items):
+            selected.reported(infos)
+        if infos:
+            self.transport.write(b"".join([
+                b"* %d FETCH (%s)\r\n" % (seqOf[info.uid], b"".join(p))
+                for info, p in zip(infos, pieces)
+            ]))
+            self.resetTimeout()
+        return GONE if gone else None
+
 
     @defer.inlineCallbacks
     def _fetch(self, pairs, items, changedSince):
@@ -226,7 +288,11 @@ class MessageCommands:
             for start in range(0, len(pairs), _FETCH_BATCH):
                 batch = pairs[start : start + _FETCH_BATCH]
                 seqOf = {u: s for s, u in batch}
-                infos = cachedMessages and cachedMessages(list(seqOf), self.rescanInterval)
+                # Later batches of a long FETCH go through a thread, so that
+                # other connections get their turn in between.
+                infos = None
+                if cachedMessages is not None and start == 0:
+                    infos = cachedMessages(list(seqOf), self.rescanInterval)
                 if infos is None:
                     infos = yield self.context.runBlocking(folder.messages, list(seqOf))
                 if len(infos) != len(batch):

@@ -490,7 +490,9 @@ class IMAPServer(MailboxCommands, MessageCommands, protocol.Protocol, TimeoutMix
         except Exception:
             d = defer.fail()
         if not isinstance(d, defer.Deferred):
-            d = defer.succeed(d)
+            # Done already (the common case: answered from memory).
+            self._commandDone(None)
+            return
         d.addErrback(self._commandFailed, tag)
         d.addBoth(self._commandDone)
 
@@ -514,9 +516,12 @@ class IMAPServer(MailboxCommands, MessageCommands, protocol.Protocol, TimeoutMix
         """
         Report what changed in the selected folder, then answer C{tag OK}.
 
-        @return: a L{defer.Deferred}.
+        @return: L{None} when done, else a L{defer.Deferred}.
         """
-        d = self._update(allowExpunge)
+        d = self._updateNow(allowExpunge)
+        if d is None:
+            self.tagged(tag, b"OK", code + text)
+            return None
         d.addCallback(lambda _: self.tagged(tag, b"OK", code + text))
         return d
 
@@ -778,9 +783,18 @@ class IMAPServer(MailboxCommands, MessageCommands, protocol.Protocol, TimeoutMix
 
         @return: a L{defer.Deferred}.
         """
+        d = self._updateNow(allowExpunge)
+        return defer.succeed(None) if d is None else d
+
+    def _updateNow(self, allowExpunge=True):
+        """
+        L{_update}, done at once when it can be.
+
+        @return: L{None} when done, else a L{defer.Deferred}.
+        """
         selected = self.selected
         if selected is None:
-            return defer.succeed(None)
+            return None
 
         def apply(result):
             if selected is not self.selected or not self._connected:
@@ -803,7 +817,7 @@ class IMAPServer(MailboxCommands, MessageCommands, protocol.Protocol, TimeoutMix
                 apply(result)
             except Exception:
                 return defer.fail()
-            return defer.succeed(None)
+            return None
         d = self.context.runBlocking(
             folder.changes, selected.modseq, selected.lastUID, len(selected),
             selected.writeable,

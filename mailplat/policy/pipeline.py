@@ -24,9 +24,21 @@ class Pipeline:
     def run(self, stage, facts):
         """
         @return: a Deferred firing with the first final verdict of C{stage},
-            or the C{continue} verdict when every check continued.  Checks
-            that answer synchronously (most built-ins) are run without an
-            C{inlineCallbacks} generator: one SMTP command costs one stage.
+            or the C{continue} verdict when every check continued.
+        """
+        result = self.runNow(stage, facts)
+        if isinstance(result, defer.Deferred):
+            return result
+        return defer.succeed(result)
+
+    def runNow(self, stage, facts):
+        """
+        Like L{run}, but when every check answered synchronously (as most
+        built-ins do), the verdict itself rather than a Deferred: an SMTP
+        command then costs no Deferred and no generator.
+
+        @return: a verdict, or a Deferred firing with one (or failing with
+            the error a check raised).
         """
         return self._runFrom(self._byStage[stage], 0, stage, facts)
 
@@ -40,8 +52,8 @@ class Pipeline:
             if isinstance(verdict, defer.Deferred):
                 return verdict.addCallback(self._continue, checks, i, stage, facts)
             if verdict.final:
-                return defer.succeed(verdict)
-        return defer.succeed(CONTINUE_VERDICT)
+                return verdict
+        return CONTINUE_VERDICT
 
     def _continue(self, verdict, checks, i, stage, facts):
         if verdict.final:

@@ -31,7 +31,7 @@ import secrets
 import shutil
 import time
 
-from mailplat._fsutil import fsyncDirectory, writeFileAtomically
+from mailplat._fsutil import fsyncAll, fsyncDirectory, writeFileAtomically
 from mailplat.queue.envelope import Envelope
 
 _MAGIC = b"MAILPLAT-QUEUE 1 "
@@ -255,9 +255,28 @@ class SpoolFile:
         @raise OSError: on a disk error; the file is removed then.
         """
         try:
-            self._file.flush()
-            self._finalEnvelope()
+            self._prepare()
             os.fsync(self._file.fileno())
+        except BaseException:
+            self.abort()
+            raise
+        return self._closeAndRename()
+
+    def _prepare(self):
+        """
+        Hand everything to the kernel, with the final envelope.  The caller
+        fsyncs, then calls L{_closeAndRename}.
+        """
+        self._file.flush()
+        self._finalEnvelope()
+
+    def _closeAndRename(self):
+        """
+        Close the (fsynced) file and rename it into C{active/}.
+
+        @return: the L{QueuedMessage}.
+        """
+        try:
             self._file.close()
             self.closed = True
             final = os.path.join(self.queue.activeDir, self.envelope.id)
@@ -355,24 +374,41 @@ class QueueStore:
     def commitMany(self, spools):
         """
         I{blocking}.  Group commit: L{SpoolFile.commit} for several messages
-        with one fsync of C{active/} for all of them.  Each file is fsynced
-        and renamed into C{active/}, then the directory is fsynced once; a
-        message is durable (and may get its 250) only when this returns.
+        with one fsync of C{active/} for all of them.  The files are fsynced
+        (all at once), each is renamed into C{active/}, then the directory
+        is fsynced once; a message is durable (and may get its 250) only
+        when this returns.
 
         @param spools: L{SpoolFile}s.
         @return: a list with, for each spool in order, its L{QueuedMessage}
             or the L{OSError} that kept it out of the queue (its file is
             removed then; nothing of it is left in C{active/}).
         """
-        results = []
-        renamed = []
-        for spool in spools:
+        results = [None] * len(spools)
+        ready = []
+        for n, spool in enumerate(spools):
             try:
-                item = spool.syncAndRename()
+                spool._prepare()
             except Exception as e:
-                results.append(e)
+                spool.abort()
+                results[n] = e
             else:
-                results.append(item)
+                ready.append((n, spool))
+        # The files are fsynced at the same time: the file system commits
+        # them together (mailplat._fsutil.fsyncAll).
+        errors = fsyncAll([spool._file.fileno() for _, spool in ready])
+        renamed = []
+        for (n, spool), error in zip(ready, errors):
+            if error is not None:
+                spool.abort()
+                results[n] = error
+                continue
+            try:
+                item = spool._closeAndRename()
+            except Exception as e:
+                results[n] = e
+            else:
+                results[n] = item
                 renamed.append(item)
         if renamed:
             try:

@@ -5,6 +5,7 @@ depend on it, so a percent hack, a quoted local part or a source route must be
 parsed the way the next hop would parse it.
 """
 
+import re
 from dataclasses import dataclass
 
 # RFC 5322 3.2.3 atext
@@ -13,6 +14,17 @@ _ATEXT = frozenset(
     "!#$%&'*+-/=?^_`{|}~"
 )
 _LETDIG = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+
+# The same grammar as regular expressions, for the common case (ASCII, no
+# quoted string): one C-level match instead of a Python loop per character.
+# Anything else takes the character-by-character path below; tests check
+# that both agree.
+_FAST = True
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DOMAIN_RE = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+_ATOM = r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+"
+_DOT_ATOM_RE = re.compile(rf"{_ATOM}(?:\.{_ATOM})*")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 MAX_LOCAL_PART = 64  # RFC 5321 4.5.3.1.1
 MAX_DOMAIN = 255  # RFC 5321 4.5.3.1.2
@@ -61,6 +73,11 @@ def _parseDomain(text, utf8=False):
         if any(c in inner for c in "[]\\") or any(ord(c) < 33 or ord(c) > 126 for c in inner):
             raise AddressSyntaxError("bad address literal")
         return text
+    if _FAST and text.isascii():
+        if _DOMAIN_RE.fullmatch(text) is None:
+            raise AddressSyntaxError(f"bad domain {text!r}")
+        return text.lower()
+
     def letdig(c):
         return c in _LETDIG or (utf8 and ord(c) > 127)
 
@@ -79,7 +96,10 @@ def _parseDomain(text, utf8=False):
 def _parseLocalPart(text, utf8=False):
     if not text:
         raise AddressSyntaxError("empty local part")
-    if text.startswith('"'):
+    if _FAST and text.isascii() and not text.startswith('"'):
+        if _DOT_ATOM_RE.fullmatch(text) is None:
+            raise AddressSyntaxError(f"bad local part {text!r}")
+    elif text.startswith('"'):
         i = 1
         while i < len(text):
             c = text[i]
@@ -131,7 +151,10 @@ def _splitMailbox(text):
     Split at the C{@} that separates local part and domain: the last one
     outside a quoted string.
     """
-    at = max((i for i, c in _outsideQuotes(text) if c == "@"), default=-1)
+    if _FAST and '"' not in text:
+        at = text.rfind("@")
+    else:
+        at = max((i for i, c in _outsideQuotes(text) if c == "@"), default=-1)
     if at < 0:
         raise AddressSyntaxError("no @ in address")
     return text[:at], text[at + 1 :]
@@ -162,7 +185,10 @@ def parsePath(text, allowNull, utf8=False):
     if not text.startswith("<"):
         raise AddressSyntaxError("the path must be in angle brackets")
     # The closing bracket is the first ">" outside a quoted string.
-    end = next((i for i, c in _outsideQuotes(text, 1) if c == ">"), -1)
+    if _FAST and '"' not in text:
+        end = text.find(">", 1)
+    else:
+        end = next((i for i, c in _outsideQuotes(text, 1) if c == ">"), -1)
     if end < 0:
         raise AddressSyntaxError("missing >")
     inner, rest = text[1:end], text[end + 1 :]
@@ -170,9 +196,9 @@ def parsePath(text, allowNull, utf8=False):
         raise AddressSyntaxError("text after the path")
     if len(inner) > MAX_PATH:
         raise AddressSyntaxError("path too long")
-    if any(ord(c) < 32 or ord(c) == 127 for c in inner):
+    if _CONTROL_RE.search(inner):
         raise AddressSyntaxError("control character in the path")
-    if not utf8 and any(ord(c) > 127 for c in inner):
+    if not utf8 and not inner.isascii():
         raise NonASCIIAddress("non-ASCII character without SMTPUTF8")
     if inner == "":
         if not allowNull:

@@ -16,7 +16,8 @@ class MessageWriter:
     """
     @ivar spool: the L{mailplat.queue.store.SpoolFile}.
     @ivar headers: the parsed header section (an L{email.message.Message}),
-        once known.
+        once known; parsed when first asked for (most MX sessions never
+        need it).
     @ivar size: the bytes of content received (without what we add).
     """
 
@@ -24,14 +25,16 @@ class MessageWriter:
         """
         @param traceHeader: the Received field (bytes, CRLF-terminated).
         @param additions: C{f(headers) -> bytes}: fields to append to the
-            header section (the submission profile's Date and Message-ID).
+            header section (the submission profile's Date and Message-ID),
+            or L{None}.
         """
         self.spool = spool
         self.traceHeader = traceHeader
         self.additions = additions
         self.authservId = authservId
         self.removedResults = 0
-        self.headers = None
+        self._rawHeaders = None
+        self._headers = None
         self.size = 0
         self._head = b""
         self._inHeader = True
@@ -71,8 +74,17 @@ class MessageWriter:
         self._head = b""
         if self.authservId and b"authentication-results" in head.lower():
             head, self.removedResults = removeResults(head, self.authservId)
-        self.headers = BytesHeaderParser(policy=policy.compat32).parsebytes(head)
-        self.spool.write(self.traceHeader + head + self.additions(self.headers) + rest)
+        self._rawHeaders = head
+        extra = self.additions(self.headers) if self.additions is not None else b""
+        self.spool.write(self.traceHeader + head + extra + rest)
+
+    @property
+    def headers(self):
+        if self._headers is None and self._rawHeaders is not None:
+            self._headers = BytesHeaderParser(policy=policy.compat32).parsebytes(
+                self._rawHeaders
+            )
+        return self._headers
 
 
 class LineEndingNormalizer:

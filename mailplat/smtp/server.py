@@ -50,6 +50,24 @@ from mailplat.smtp.message import LineEndingNormalizer, MessageWriter
 
 _MAX_PIPELINE = 256 * 1024  # unprocessed input before we stop reading
 _NOTIFY = frozenset({"SUCCESS", "FAILURE", "DELAY"})
+# Built-in data-stage checks that do not read the parsed header section in
+# the MX profile.
+_HEADERS_UNREAD = frozenset({"mail_loop", "submission"})
+
+
+_dateCache = (None, "")
+
+
+def _localDate(now=time.time):
+    """
+    C{email.utils.formatdate(localtime=True)} for the current second,
+    computed once a second (every Received field needs it).
+    """
+    global _dateCache
+    second = int(now())
+    if _dateCache[0] != second:
+        _dateCache = (second, email.utils.formatdate(second, localtime=True))
+    return _dateCache[1]
 
 
 def tlsDescription(transport):
@@ -157,9 +175,9 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             peer=self.peer,
         )
         self._busy = True
-        d = self.context.policy.run("connect", self.facts)
-        d.addCallback(self._connectVerdict)
-        d.addErrback(self._internalError)
+        d = self._decide("connect", self._connectVerdict)
+        if isinstance(d, defer.Deferred):
+            d.addErrback(self._internalError)
 
     def _connectVerdict(self, verdict):
         self._busy = False
@@ -232,6 +250,45 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
                     peer=self.peer,
                 )
                 self._closeWith(R.TOO_MANY_ERRORS.format(hostname=self.config.hostname))
+
+    def _dataChecksReadHeaders(self):
+        """
+        Whether a check of the data stage may read C{facts.headers}: any
+        check but the built-ins known not to (C{mail_loop}; C{submission},
+        which reads them only in the submission profiles, where they are
+        parsed anyway).
+        """
+        if self.profile in ("submission", "submissions"):
+            return True
+        checks = getattr(self.context.policy, "checks", None)
+        if checks is None:
+            return True
+        return any(
+            "data" in c.stages and getattr(c, "name", None) not in _HEADERS_UNREAD
+            for c in checks
+        )
+
+    def _decide(self, stage, then, *args):
+        """
+        Run the checks of C{stage}, then C{then(verdict, *args)}: at once when
+        every check answered synchronously (no Deferred to make and run),
+        else when the verdict comes.
+
+        @return: what C{then} returns, or a Deferred of it; a failure (of a
+            check or of C{then}) is a failed Deferred, answered 451 by
+            L{_internalError} as before.
+        """
+        policy = self.context.policy
+        runNow = getattr(policy, "runNow", None)
+        result = runNow(stage, self.facts) if runNow is not None else policy.run(
+            stage, self.facts
+        )
+        if isinstance(result, defer.Deferred):
+            return result.addCallback(then, *args)
+        try:
+            return then(result, *args)
+        except Exception:
+            return defer.fail()
 
     def _logVerdict(self, stage, verdict, subject=""):
         self.log.info(
@@ -384,9 +441,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         self._abortTransaction()
         self.helo, self.esmtp = arg, esmtp
         self.facts.helo = arg
-        d = self.context.policy.run("helo", self.facts)
-        d.addCallback(self._helloVerdict, esmtp)
-        return d
+        return self._decide("helo", self._helloVerdict, esmtp)
 
     def _helloVerdict(self, verdict, esmtp):
         if verdict.action in (V.REJECT, V.TEMPFAIL, V.DISCONNECT):
@@ -680,9 +735,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         senderText = "" if sender is None else str(sender)
         self.facts.sender = senderText
         self.facts.params = kept
-        d = self.context.policy.run("mail", self.facts)
-        d.addCallback(self._mailVerdict, senderText, kept)
-        return d
+        return self._decide("mail", self._mailVerdict, senderText, kept)
 
     def _mailVerdict(self, verdict, sender, params):
         if verdict.action in (V.REJECT, V.TEMPFAIL, V.DISCONNECT):
@@ -745,9 +798,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             return self.reply(R.TOO_MANY_RECIPIENTS)
         address = "postmaster" if postmaster else str(rcpt)
         self.facts.recipient = address
-        d = self.context.policy.run("rcpt", self.facts)
-        d.addCallback(self._rcptVerdict, t, address, found)
-        return d
+        return self._decide("rcpt", self._rcptVerdict, t, address, found)
 
     def _rcptVerdict(self, verdict, t, address, found):
         self.facts.recipient = None
@@ -801,7 +852,11 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             self.transaction = None
             return self._storageErrorReply(e, envelope.id)
         t.writer = MessageWriter(
-            t.spool, self._receivedHeader(envelope), self._headerAdditions,
+            t.spool,
+            self._receivedHeader(envelope),
+            self._headerAdditions
+            if self.profile in ("submission", "submissions")
+            else None,
             authservId=self.config.hostname,
         )
         return None
@@ -902,7 +957,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             lines.append(f"\tfor <{envelope.recipients[0].address}>;")
         else:
             lines[-1] += ";"
-        lines.append(f"\t{email.utils.formatdate(localtime=True)}")
+        lines.append(f"\t{_localDate()}")
         return ("\r\n".join(lines) + "\r\n").encode("utf-8", "replace")
 
     def _headerAdditions(self, headers):
@@ -972,18 +1027,23 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             t.spool.abort()
             self.transaction = None
             return self.reply(self._storageErrorReply(e, queueId))
-        headers = t.writer.headers
+        received = 0
+        if t.decoder is None or self._dataChecksReadHeaders():
+            headers = t.writer.headers
+            if headers is not None:
+                received = len(headers.get_all("Received", []))
+        else:
+            # Nothing at the data stage reads them: not parsed (the DATA
+            # decoder counted the Received fields).
+            headers = None
         self.facts.headers = headers
         self.facts.size = t.writer.size
-        received = len(headers.get_all("Received", [])) if headers is not None else 0
         if t.decoder is not None:
             received = max(received, t.decoder.receivedCount)
         self.facts.receivedCount = received
         self.facts.spool = t.spool
         self.facts.extraHeaders = []
-        d = self.context.policy.run("data", self.facts)
-        d.addCallback(self._dataVerdict, t)
-        return d
+        return self._decide("data", self._dataVerdict, t)
 
     def _dataVerdict(self, verdict, t):
         queueId = t.spool.envelope.id

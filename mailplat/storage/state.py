@@ -35,14 +35,6 @@ def nextGeneration():
     return next(_generations)
 
 
-def _keyOf(name):
-    """
-    The Maildir unique name of a file name relative to the folder
-    (C{new/<key>} or C{cur/<key>:2,<info>}).
-    """
-    return name[4:].partition(":2,")[0]
-
-
 class FolderState(Sequence):
     """
     A folder's messages as the index had them at one moment, ordered by UID;
@@ -116,6 +108,13 @@ class FolderState(Sequence):
             applied (some message is gone, or the count does not add up):
             build it afresh then.
         """
+        if not rows:
+            # Nothing to apply: share the (never modified) arrays.
+            return FolderState(
+                row, self.path, self._makeInfo, generation, self.uids, self.modseqs,
+                self.sizes, self.dates, self.flagIds, self.flagSets, self.names,
+                self.recent,
+            )
         uids = array("I", self.uids)
         modseqs = array("Q", self.modseqs)
         sizes = array("Q", self.sizes)
@@ -173,11 +172,14 @@ class FolderState(Sequence):
             i = self.position(uid)
             if i is not None:
                 names[i] = name
-        return FolderState(
+        state = FolderState(
             self.row, self.path, self._makeInfo, generation, self.uids, self.modseqs,
             self.sizes, self.dates, self.flagIds, self.flagSets, names,
             self.recent - frozenset(unrecent),
         )
+        # Our own renames are in it: the directories were as checked then.
+        state.checkedAt = self.checkedAt
+        return state
 
     # -- Sequence of MessageInfo
 
@@ -205,6 +207,7 @@ class FolderState(Sequence):
         """
         uid = self.uids[i]
         name = self.names[i]
+        # The key is the file name (after "new/" or "cur/") before ":2,".
         return self._makeInfo(
             uid, name[4:].partition(":2,")[0], self._prefix + name,
             self.flagSets[self.flagIds[i]], self.sizes[i], uid in self.recent,

@@ -71,3 +71,45 @@ class FastPathTests(unittest.TestCase):
         self.assertSame(data, [len(data) - 3])
         self.assertSame(data, [len(data) - 4])
         self.assertSame(data, [len(data) - 5, len(data) - 2])
+
+
+class AddressFastPathTests(unittest.TestCase):
+    """
+    The regular-expression fast path of L{mailplat.smtp.address} accepts and
+    refuses exactly what the character-by-character grammar does.
+    """
+
+    def parse(self, text, fast, allowNull, utf8):
+        from mailplat.smtp import address
+
+        self.patch(address, "_FAST", fast)
+        try:
+            return address.parsePath(text, allowNull=allowNull, utf8=utf8)
+        except address.AddressSyntaxError as e:
+            return (type(e), str(e))
+
+    def test_randomPaths(self):
+        rng = random.Random(2821)
+        pieces = ["a", "b", "Z", "0", "9", "-", ".", "..", "@", "@", '"', "\\", "<", ">",
+                  " ", "+", "_", "!", "{", "}", "é", "\x01", "\x7f", ":", ",", "[", "]",
+                  "x" * 63, "y" * 64, "example", "test", "%", "/", "="]
+        for _ in range(20000):
+            inner = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 8)))
+            if rng.random() < 0.5:
+                inner = "".join(rng.choice(pieces[:5])
+                                for _ in range(rng.randint(1, 4))) + "@" + inner
+            text = "<" + inner + ">" + rng.choice(["", " SIZE=10", "x"])
+            for allowNull in (True, False):
+                for utf8 in (False, True):
+                    self.assertEqual(
+                        self.parse(text, True, allowNull, utf8),
+                        self.parse(text, False, allowNull, utf8),
+                        repr(text),
+                    )
+
+    def test_common(self):
+        from mailplat.smtp.address import parsePath
+
+        address, rest = parsePath("<Demo.User+tag@Example.TEST> SIZE=5", allowNull=False)
+        self.assertEqual((address.localPart, address.domain, rest),
+                         ("Demo.User+tag", "example.test", "SIZE=5"))
