@@ -8,23 +8,29 @@ from concurrent.futures import ThreadPoolExecutor
 
 #: How many fsyncs of one group run at once (see L{fsyncAll}).
 FSYNC_PARALLEL = 16
+#: Below this many bytes in a group, the files are fsynced one after the
+#: other: the thread hand-offs cost more CPU than the overlap saves.
+PARALLEL_BYTES = 64 * 1024
 
 _executor = None
 _executorLock = threading.Lock()
 
 
-def fsyncAll(fds):
+def fsyncAll(fds, size=None):
     """
-    fsync every file descriptor of C{fds} and wait for all of them, issuing
-    the calls at the same time from a few threads.  A journaling file
-    system commits concurrent fsyncs together (ext4 and XFS group them into
-    one journal transaction): twenty 1 KB files take about one fsync's time
-    instead of twenty.
+    fsync every file descriptor of C{fds} and wait for all of them.  When
+    the files hold at least L{PARALLEL_BYTES} together (or C{size} is not
+    given), the calls are issued at the same time from a few threads: the
+    data is written out in parallel, and a journaling file system commits
+    concurrent fsyncs together (ext4 and XFS group them into one journal
+    transaction).
+
+    @param size: how many bytes the files hold together, if known.
 
     @return: a list with, for each descriptor in order, L{None} or the
         L{OSError} its fsync raised.
     """
-    if len(fds) <= 1:
+    if len(fds) <= 1 or (size is not None and size < PARALLEL_BYTES):
         return [_fsyncResult(fd) for fd in fds]
     global _executor
     with _executorLock:

@@ -124,6 +124,14 @@ class SelectedFolder:
     def isRecent(self, uid):
         return uid in self.recent
 
+    def unchanged(self, row):
+        """
+        L{update} for a folder whose highest modification sequence is still
+        L{modseq}: nothing to report.
+        """
+        self.uidNext = max(self.uidNext, row.uidNext)
+        self._reported = {}
+
     def update(self, row, uids, arrived, changed, claimed, allowExpunge=True):
         """
         Catch the view up with the folder (the result of

@@ -807,6 +807,12 @@ class IMAPServer(MailboxCommands, MessageCommands, protocol.Protocol, TimeoutMix
         # brought the folder's in-memory state up to date: answered from
         # memory, without a thread hop.
         folder = selected.folder
+        cachedState = getattr(folder, "cachedState", None)
+        state = cachedState and cachedState(self.rescanInterval)
+        if state is not None and state.row.highestModseq == selected.modseq:
+            # Nothing happened since this session last looked.
+            selected.unchanged(state.row)
+            return None
         cached = getattr(folder, "cachedChanges", None)
         result = cached and cached(
             selected.modseq, selected.lastUID, len(selected), selected.writeable,

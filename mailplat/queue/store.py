@@ -396,7 +396,10 @@ class QueueStore:
                 ready.append((n, spool))
         # The files are fsynced at the same time: the file system commits
         # them together (mailplat._fsutil.fsyncAll).
-        errors = fsyncAll([spool._file.fileno() for _, spool in ready])
+        errors = fsyncAll(
+            [spool._file.fileno() for _, spool in ready],
+            size=sum(spool.size for _, spool in ready),
+        )
         renamed = []
         for (n, spool), error in zip(ready, errors):
             if error is not None:

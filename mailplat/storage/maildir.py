@@ -34,7 +34,7 @@ from typing import NamedTuple
 
 from zope.interface import implementer
 
-from mailplat._fsutil import fsyncDirectory
+from mailplat._fsutil import fsyncAll, fsyncDirectory
 from mailplat.interfaces import (
     INBOX,
     BadFolderName,
@@ -183,6 +183,25 @@ def _writeFile(path, chunks):
 
     @return: the number of bytes written.
     """
+    fd, size = _writeUnsynced(path, chunks)
+    try:
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        os.unlink(path)
+        raise
+    os.close(fd)
+    return size
+
+
+def _writeUnsynced(path, chunks):
+    """
+    Write C{chunks} (an iterable of bytes, or a binary file) to a new file,
+    without fsync: the caller fsyncs (L{_writeFile}, or several files at once
+    in L{MaildirFolder.deliverMany}) and closes.
+
+    @return: C{(fd, size)}; on an error nothing is left.
+    """
     if hasattr(chunks, "read"):
         source = chunks
         chunks = iter(lambda: source.read(_COPY_CHUNK), b"")
@@ -195,13 +214,11 @@ def _writeFile(path, chunks):
                 n = os.write(fd, view)
                 view = view[n:]
                 size += n
-        os.fsync(fd)
     except BaseException:
         os.close(fd)
         os.unlink(path)
         raise
-    os.close(fd)
-    return size
+    return fd, size
 
 
 def _toCRLF(path):
@@ -791,11 +808,23 @@ class MaildirFolder:
             key = user.names.next()
             tmpPath = os.path.join(self.path, "tmp", key)
             try:
-                size = _writeFile(tmpPath, chunks)
+                fd, size = _writeUnsynced(tmpPath, chunks)
             except OSError as e:
                 results[i] = e
                 continue
-            written.append((i, tmpPath, f"{key},S={size}", size))
+            written.append((i, tmpPath, f"{key},S={size}", size, fd))
+        # Every file is fsynced at once: the file system commits them
+        # together (mailplat._fsutil.fsyncAll).
+        errors = fsyncAll([w[4] for w in written], size=sum(w[3] for w in written))
+        synced = []
+        for (i, tmpPath, key, size, fd), error in zip(written, errors):
+            os.close(fd)
+            if error is None:
+                synced.append((i, tmpPath, key, size))
+            else:
+                os.unlink(tmpPath)
+                results[i] = error
+        written = synced
         moved = []
         try:
             with user.lock:

@@ -439,3 +439,31 @@ class LocalBatchTests(unittest.TestCase):
         self.thread.runNext()
         self.assertEqual(plain.calls, 3)
         self.assertEqual({r.state for r in self.successResultOf(d).values()}, {DELIVERED})
+
+
+class FsyncAllTests(unittest.TestCase):
+    def test_resultsInOrder(self):
+        from mailplat import _fsutil
+
+        base = self.mktemp()
+        os.makedirs(base)
+        fds = [os.open(os.path.join(base, str(n)), os.O_WRONLY | os.O_CREAT) for n in range(5)]
+        self.addCleanup(lambda: [os.close(fd) for fd in fds])
+        real = os.fsync
+        synced = []
+
+        def fsync(fd):
+            if fd == fds[2]:
+                raise OSError(errno.EIO, "Input/output error")
+            synced.append(fd)
+            return real(fd)
+
+        self.patch(os, "fsync", fsync)
+        # In parallel (unknown or large size), and one by one (small files).
+        for size in (None, _fsutil.PARALLEL_BYTES, 10):
+            del synced[:]
+            results = _fsutil.fsyncAll(fds, size)
+            self.assertEqual([r is None for r in results], [True, True, False, True, True])
+            self.assertIsInstance(results[2], OSError)
+            self.assertEqual(sorted(synced), sorted(fds[:2] + fds[3:]))
+        self.assertEqual(_fsutil.fsyncAll([]), [])

@@ -75,3 +75,20 @@ class DeliverManyTests(unittest.TestCase):
         # later, never a loss).
         self.folder.poll()
         self.assertEqual(len(self.folder.snapshot()), 2)
+
+    def test_fsyncErrorFailsOnlyThatMessage(self):
+        real = os.fsync
+        calls = []
+
+        def fsync(fd):
+            calls.append(fd)
+            if os.fstat(fd).st_size == 4:
+                raise OSError(5, "Input/output error")
+            return real(fd)
+
+        self.patch(os, "fsync", fsync)
+        results = self.store.deliverMany(USER, [[b"a\r\n"], [b"bb\r\n"], [b"c\r\n"]])
+        self.assertEqual(results[0], 1)
+        self.assertIsInstance(results[1], OSError)
+        self.assertEqual(results[2], 2)
+        self.assertEqual(os.listdir(os.path.join(self.folder.path, "tmp")), [])
