@@ -2,6 +2,10 @@
 Socket options and writes for TCP connections.
 """
 
+from twisted.internet import defer
+from twisted.internet.interfaces import IPushProducer
+from zope.interface import implementer
+
 
 def setNoDelay(transport):
     """
@@ -61,3 +65,38 @@ def _plainTCP():
 
 
 _PLAIN_TCP = _plainTCP()
+
+
+@implementer(IPushProducer)
+class WriteGate:
+    """
+    A streaming producer registered with a transport while a long response
+    or message is written: the transport pauses it when its buffer is full,
+    and the writer waits on L{wait} instead of growing the buffer.
+    """
+
+    def __init__(self):
+        self.paused = False
+        self._waiting = []
+
+    def pauseProducing(self):
+        self.paused = True
+
+    def resumeProducing(self):
+        self.paused = False
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(None)
+
+    def stopProducing(self):
+        self.resumeProducing()
+
+    def wait(self):
+        """
+        @return: a Deferred firing once the transport can take more.
+        """
+        if not self.paused:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self._waiting.append(d)
+        return d

@@ -17,9 +17,8 @@ import re
 from twisted.internet import defer, interfaces, protocol
 from twisted.internet.error import ConnectionDone
 from twisted.logger import Logger
-from zope.interface import implementer
 
-from mailplat._net import setNoDelay, writeNow
+from mailplat._net import WriteGate, setNoDelay, writeNow
 
 _REPLY_LINE = re.compile(rb"^([2-5][0-9][0-9])([ -]|$)(.*)$", re.S)
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?:\s|$)")
@@ -100,38 +99,6 @@ class Reply:
         user"}.
         """
         return f"{self.code} " + " ".join(line.strip() for line in self.lines).strip()
-
-
-@implementer(interfaces.IPushProducer)
-class _WriteGate:
-    """
-    Registered with the transport while message data is streamed, so that a
-    slow peer pauses the reading of the queue file instead of growing the
-    transport's buffer.
-    """
-
-    def __init__(self):
-        self.paused = False
-        self._waiting = []
-
-    def pauseProducing(self):
-        self.paused = True
-
-    def resumeProducing(self):
-        self.paused = False
-        waiting, self._waiting = self._waiting, []
-        for d in waiting:
-            d.callback(None)
-
-    def stopProducing(self):
-        self.resumeProducing()
-
-    def wait(self):
-        if not self.paused:
-            return defer.succeed(None)
-        d = defer.Deferred()
-        self._waiting.append(d)
-        return d
 
 
 class SMTPClientProtocol(protocol.Protocol):
@@ -311,7 +278,7 @@ class SMTPClientProtocol(protocol.Protocol):
         @raise ConnectionClosed: the connection was lost meanwhile.
         @raise ReplyTimeout: the peer stopped reading.
         """
-        gate = self._gate = _WriteGate()
+        gate = self._gate = WriteGate()
         self.transport.registerProducer(gate, True)
         try:
             while True:

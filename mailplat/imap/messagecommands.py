@@ -8,9 +8,8 @@ mixin of L{mailplat.imap.server.IMAPServer}.
 import os
 
 from twisted.internet import defer
-from twisted.internet.interfaces import IPushProducer
-from zope.interface import implementer
 
+from mailplat._net import WriteGate
 from mailplat.imap import fetch, search
 from mailplat.imap.message import (
     MAX_MIME_DEPTH,
@@ -31,36 +30,6 @@ _STREAM_CHUNK = 64 * 1024
 _GROUP_MESSAGES = 64
 _GROUP_BYTES = 256 * 1024
 MAX_KEYWORDS = 100
-
-
-@implementer(IPushProducer)
-class _WriteFlow:
-    """
-    Pauses a long FETCH while the transport's write buffer is full.
-    """
-
-    def __init__(self):
-        self.paused = False
-        self._waiting = []
-
-    def pauseProducing(self):
-        self.paused = True
-
-    def resumeProducing(self):
-        self.paused = False
-        waiting, self._waiting = self._waiting, []
-        for d in waiting:
-            d.callback(None)
-
-    def stopProducing(self):
-        self.resumeProducing()
-
-    def whenWritable(self):
-        if not self.paused:
-            return defer.succeed(None)
-        d = defer.Deferred()
-        self._waiting.append(d)
-        return d
 
 
 class MessageCommands:
@@ -281,7 +250,7 @@ class MessageCommands:
                 withFlags.append(fetch.FetchItem(b"MODSEQ"))
         sendsFlags = any(item.name == b"FLAGS" for item in items)
         gone = tooDeep = False
-        flow = _WriteFlow()
+        flow = WriteGate()
         registered = False
         cachedMessages = getattr(folder, "cachedMessages", None)
         try:
@@ -363,7 +332,7 @@ class MessageCommands:
                                 f.close()
                             self.resetTimeout()
                             if registered:
-                                yield flow.whenWritable()
+                                yield flow.wait()
                     finally:
                         for result in results:
                             if isinstance(result, tuple) and result[1] is not None:
@@ -427,7 +396,7 @@ class MessageCommands:
                 remaining -= len(chunk)
                 if remaining:
                     self.resetTimeout()
-                    yield flow.whenWritable()
+                    yield flow.wait()
 
     @defer.inlineCallbacks
     def imap_STORE(self, tag, args, uid=False):

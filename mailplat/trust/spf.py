@@ -524,19 +524,7 @@ class SPFChecker:
         if name == "mx":
             return (yield self._matchMX(session, target, mechanism))
         if name == "exists":
-            if target is None:
-                session.void()
-                return False
-            try:
-                answer = yield self.resolver.lookup(target, "A")
-            except NoSuchDomain:
-                session.void()
-                return False
-            except TemporaryDNSError as e:
-                raise TempError(str(e)) from None
-            if not answer.records:
-                session.void()
-            return bool(answer.records)
+            return bool((yield self._voidCounted(session, target, "A")))
         if name == "include":
             if target is None or not validDomain(target):
                 raise PermError("include of an invalid domain")
@@ -557,24 +545,36 @@ class SPFChecker:
         raise PermError(f"unknown mechanism {name}")
 
     @defer.inlineCallbacks
-    def _matchMX(self, session, target, mechanism):
+    def _voidCounted(self, session, target, rdtype):
+        """
+        Look C{target} up; an empty answer or NXDOMAIN counts as a void
+        lookup (RFC 7208 4.6.4).
+
+        @return: a Deferred firing with the records (empty when void).
+        """
         if target is None:
             session.void()
-            return False
+            return []
         try:
-            answer = yield self.resolver.lookup(target, "MX")
+            answer = yield self.resolver.lookup(target, rdtype)
         except NoSuchDomain:
             session.void()
-            return False
+            return []
         except TemporaryDNSError as e:
             raise TempError(str(e)) from None
         if not answer.records:
             session.void()
+        return answer.records
+
+    @defer.inlineCallbacks
+    def _matchMX(self, session, target, mechanism):
+        records = yield self._voidCounted(session, target, "MX")
+        if not records:
             return False
-        if len(answer.records) > MAX_MX:
+        if len(records) > MAX_MX:
             raise PermError(f"{target} has more than {MAX_MX} MX records")
         hosts = []
-        for text in answer.records:
+        for text in records:
             host = text.partition(" ")[2].rstrip(".").lower()
             if host and host not in hosts:
                 hosts.append(host)

@@ -116,7 +116,11 @@ class CommandTests(SessionMixin, unittest.TestCase):
             b"252 2.1.5 Cannot VRFY user, but will accept message and attempt "
             b"delivery\r\n",
         )
-        self.assertTrue(self.send(proto, t, b"HELP\r\n").startswith(b"214-2.0.0 "))
+        self.assertEqual(
+            self.send(proto, t, b"HELP\r\n"),
+            b"214-2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET VRFY EXPN NOOP QUIT "
+            b"STARTTLS AUTH HELP\r\n214 2.0.0 See RFC 5321\r\n",
+        )
         self.assertEqual(self.send(proto, t, b"QUIT\r\n"), b"221 2.0.0 Bye\r\n")
         self.assertTrue(t.disconnecting)
 
