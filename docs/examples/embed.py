@@ -39,7 +39,7 @@ def main(reactor):
     port = mail.listeningPorts()["smtp"].getHost().port
     print(f"listening on 127.0.0.1:{port}, storage under {base}")
 
-    processed = []
+    claimed, done = set(), []
     twoArrived = defer.Deferred()
 
     @defer.inlineCallbacks
@@ -48,12 +48,13 @@ def main(reactor):
         run = mail.context.runBlocking
         inbox = yield run(mail.context.store.folder, event.recipient)
         for info in (yield run(inbox.snapshot)):
-            if info.uid not in processed:
-                processed.append(info.uid)
+            if info.uid not in claimed:  # events may overlap: claim first
+                claimed.add(info.uid)
                 content = yield run(inbox.read, info)
                 subject = [l for l in content.split(b"\r\n") if l.startswith(b"Subject:")]
-                print(f"{event.queueId}: uid {info.uid}, {info.size} bytes, {subject[0].decode()}")
-        if len(processed) == 2 and not twoArrived.called:
+                print(f"{event.recipient}: uid {info.uid}, {info.size} bytes, {subject[0].decode()}")
+                done.append(info.uid)
+        if len(done) == 2 and not twoArrived.called:
             twoArrived.callback(None)
 
     mail.subscribe(lambda event: event.kind == "newMail" and process(event))
