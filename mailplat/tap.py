@@ -8,6 +8,7 @@ from twisted.python import usage
 
 from mailplat.config import ConfigError, loadConfig
 from mailplat.listeners import ListenError
+from mailplat.logobserver import useForTwistd
 from mailplat.policy.registry import PolicyError
 from mailplat.service import MailplatService
 
@@ -23,6 +24,12 @@ class Options(usage.Options):
     def postOptions(self):
         if not self["config"]:
             raise usage.UsageError("--config FILE is required")
+        parent = getattr(self, "parent", None)
+        if parent is not None:
+            # twistd reads --logger after the plugin's options are parsed: a
+            # command line without --logger or --syslog gets mailplat's
+            # buffered text log (the same lines, cheaper; see logobserver).
+            useForTwistd(parent)
 
 
 def _exit(message):

@@ -459,10 +459,11 @@ class FsyncAllTests(unittest.TestCase):
             return real(fd)
 
         self.patch(os, "fsync", fsync)
-        # In parallel (unknown or large size), and one by one (small files).
-        for size in (None, _fsutil.PARALLEL_BYTES, 10):
+        # In parallel (five files), and one by one (a higher threshold).
+        for threshold in (_fsutil.PARALLEL_MIN_FILES, len(fds) + 1):
+            self.patch(_fsutil, "PARALLEL_MIN_FILES", threshold)
             del synced[:]
-            results = _fsutil.fsyncAll(fds, size)
+            results = _fsutil.fsyncAll(fds)
             self.assertEqual([r is None for r in results], [True, True, False, True, True])
             self.assertIsInstance(results[2], OSError)
             self.assertEqual(sorted(synced), sorted(fds[:2] + fds[3:]))
