@@ -27,9 +27,10 @@ $(BIN)/python:
 # twisted/plugins/, as it will for users.
 # build/ is removed first: setuptools reuses it, and a module deleted from
 # the source tree would otherwise stay in the installed package.
+# The pam extra too: its tests log in through PAM.
 $(VENV)/.installed: $(BIN)/python $(SOURCES)
 	rm -rf build
-	$(BIN)/pip install -q '.[test]'
+	$(BIN)/pip install -q '.[test,pam]'
 	@touch $@
 
 run: $(VENV)/.installed

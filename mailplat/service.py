@@ -192,6 +192,7 @@ class MailplatService(service.MultiService):
             self.reactor,
             self._runBlocking,
             self.config.auth.failureDelay,
+            self.config,
         )
 
     def _makeFactory(self, listener):

@@ -87,7 +87,7 @@ def makeContext(
     queue.create()
     portal = portalFor(
         config.auth.checkers, db, MailRealm(store), clock, runBlocking,
-        config.auth.failureDelay,
+        config.auth.failureDelay, config,
     )
     context = ServerContext(
         config=config,

@@ -1,8 +1,9 @@
 """
 Credential checkers from the config: the user database (password file or
-SQLite), and any C{twisted.cred.strcred} checker (C{file:}, C{unix:}, a
-third-party L{ICheckerFactory} plugin), tried in order; failures are
-answered after the same delay whichever checker refused.
+SQLite), PAM (L{mailplat.auth.pamchecker}, the C{pam} extra), and any
+C{twisted.cred.strcred} checker (C{file:}, C{unix:}, a third-party
+L{ICheckerFactory} plugin), tried in order; failures are answered after the
+same delay whichever checker refused.
 """
 
 from twisted.cred import credentials, error, strcred
@@ -13,6 +14,7 @@ from zope.interface import implementer
 
 from mailplat.auth.checker import PasswordFileChecker
 from mailplat.auth.hashpool import hashRunnerFor
+from mailplat.auth.pamchecker import PAM, PAMUnavailable, pamCheckerFor
 from mailplat.auth.sqlitedb import SQLiteUserDatabase
 from mailplat.auth.userdb import UserDatabase
 
@@ -35,10 +37,12 @@ class CheckerSpecError(ValueError):
     """
 
 
-def checkerFor(spec, users, clock, runBlocking):
+def checkerFor(spec, users, clock, runBlocking, config=None):
     """
-    @param spec: C{"userdb"}, or a C{strcred} string such as
+    @param spec: C{"userdb"}, C{"pam"}, or a C{strcred} string such as
         C{"file:/etc/mail.passwd"} or C{"unix"}.
+    @param config: the L{mailplat.config.Config}; C{"pam"} needs it (its
+        C{[auth.pam]} table and local domains).
     @return: an L{ICredentialsChecker} for L{IUsernamePassword}.
     @raise CheckerSpecError: unknown or bad.
     """
@@ -46,6 +50,13 @@ def checkerFor(spec, users, clock, runBlocking):
         return PasswordFileChecker(
             users, clock, hashRunnerFor(clock, runBlocking), failureDelay=0
         )
+    if spec == PAM:
+        if config is None:
+            raise CheckerSpecError(f"{spec!r} needs the config ([auth.pam])")
+        try:
+            return pamCheckerFor(config, users, clock, runBlocking)
+        except PAMUnavailable as e:
+            raise CheckerSpecError(f"{spec!r}: {e}") from None
     try:
         checker = strcred.makeChecker(spec)
     except (strcred.InvalidAuthType, strcred.InvalidAuthArgumentString) as e:
@@ -94,16 +105,17 @@ class ChainedChecker:
         raise error.UnauthorizedLogin("authentication failed")
 
 
-def portalFor(specs, users, realm, clock, runBlocking, failureDelay):
+def portalFor(specs, users, realm, clock, runBlocking, failureDelay, config=None):
     """
     A L{Portal} whose only checker tries C{specs} in order.
 
+    @param config: the L{mailplat.config.Config}, needed by C{"pam"}.
     @raise CheckerSpecError: a spec is unknown or bad.
     """
     from twisted.cred.portal import Portal
 
     chain = ChainedChecker(
-        [checkerFor(spec, users, clock, runBlocking) for spec in specs],
+        [checkerFor(spec, users, clock, runBlocking, config) for spec in specs],
         clock,
         failureDelay,
     )

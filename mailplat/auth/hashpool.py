@@ -48,12 +48,17 @@ class HashRunner:
     C{runHash(f, *args) -> Deferred}: runs C{f} in the dedicated pool when
     C{reactor} is a real reactor with threads, else (unit tests with a
     L{twisted.internet.task.Clock}) through C{runBlocking}.
+
+    @ivar name: the name of the pool's threads (another job's runner, such
+        as PAM's in L{mailplat.auth.pamchecker}, has a pool of its own).
     """
 
-    def __init__(self, reactor, runBlocking, threads=HASH_THREADS):
+    def __init__(self, reactor, runBlocking, threads=HASH_THREADS,
+                 name="mailplat-hash"):
         self.reactor = reactor
         self.runBlocking = runBlocking
         self.threads = threads
+        self.name = name
         self.pool = None
 
     def __call__(self, f, *args, **kwargs):
@@ -61,7 +66,7 @@ class HashRunner:
             return self.runBlocking(f, *args, **kwargs)
         if self.pool is None:
             self.pool = _HashPool(minthreads=0, maxthreads=self.threads,
-                                  name="mailplat-hash")
+                                  name=self.name)
             self.pool.start()
             self.reactor.addSystemEventTrigger("during", "shutdown", self.stop)
         return threads.deferToThreadPool(self.reactor, self.pool, f, *args, **kwargs)

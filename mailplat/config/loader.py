@@ -151,10 +151,13 @@ def _typedTables(top, data, key, errors):
 
 def _checkerSpecs(value):
     """
-    A list of checker strings: C{"userdb"} or a twisted.cred.strcred string
-    whose type a checker factory plugin provides.
+    A list of checker strings: C{"userdb"}, C{"pam"} (when python-pam is
+    installed) or a twisted.cred.strcred string whose type a checker factory
+    plugin provides.
     """
     from twisted.cred import strcred
+
+    from mailplat.auth.pamchecker import PAM, PAMUnavailable, loadPAM
 
     specs = _stringList(value)
     if not specs:
@@ -162,11 +165,53 @@ def _checkerSpecs(value):
     known = {f.authType for f in strcred.findCheckerFactories()}
     for spec in specs:
         kind = spec.split(":", 1)[0]
-        if spec != "userdb" and kind not in known:
+        if spec == PAM:
+            try:
+                loadPAM()
+            except PAMUnavailable as e:
+                raise ValueError(f"{spec!r}: {e}") from None
+        elif spec != "userdb" and kind not in known:
             raise ValueError(
-                f"unknown checker {spec!r} (userdb, or one of: {', '.join(sorted(known))})"
+                f"unknown checker {spec!r} (userdb, pam, or one of: "
+                f"{', '.join(sorted(known))})"
             )
     return tuple(specs)
+
+
+def _pamService(value):
+    value = _string(value)
+    # A file name in /etc/pam.d.
+    if not value or "/" in value or "\0" in value or value in (".", ".."):
+        raise ValueError(f"{value!r} is not a PAM service name")
+    return value
+
+
+def _pamConfig(auth, localDomains):
+    """
+    The C{[auth.pam]} table.
+    """
+    from mailplat.auth.pamchecker import USERNAME_MODES
+
+    t = auth.table("pam")
+    d = schema.PAMConfig()
+    service = t.get("service", _pamService, d.service)
+    username = t.get("username", _choice(*USERNAME_MODES), d.username)
+    domains = None
+    given = t.get("domains", _stringList, None)
+    if given is not None:
+        domains = []
+        for name in given:
+            try:
+                name = _domain(name)
+            except ValueError as e:
+                t.error("domains", str(e))
+                continue
+            if localDomains and name not in localDomains:
+                t.error("domains", f"{name} is not in domains.local")
+            domains.append(name)
+        domains = tuple(domains)
+    t.finish()
+    return schema.PAMConfig(service=service, username=username, domains=domains)
 
 
 def _domain(value):
@@ -398,6 +443,7 @@ def configFromDict(data, baseDir, source="<config>"):
         failureDelay=t.get("failure_delay", parseDuration, 2.0),
         sqlite=t.get("sqlite", path, None),
         checkers=t.get("checkers", _checkerSpecs, ("userdb",)),
+        pam=_pamConfig(t, localDomains),
     )
     if auth.sqlite and "users_file" in t.data:
         t.error("sqlite", "give users_file or sqlite, not both")

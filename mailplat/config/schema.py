@@ -73,14 +73,34 @@ class CheckConfig:
 
 
 @dataclass(frozen=True)
+class PAMConfig:
+    """
+    The C{[auth.pam]} table: how the C{pam} checker asks PAM
+    (L{mailplat.auth.pamchecker}).
+
+    @ivar service: the PAM service name, configured in C{/etc/pam.d/SERVICE}.
+    @ivar username: C{"localpart"} (PAM is asked about C{alice} for
+        C{alice@example.org}) or C{"address"} (about the whole address).
+    @ivar domains: the domains whose logins PAM checks, each in
+        C{localDomains}; L{None}: every domain in C{localDomains}.
+    """
+
+    service: str = "mailplat"
+    username: str = "localpart"
+    domains: tuple = None
+
+
+@dataclass(frozen=True)
 class AuthConfig:
     usersFile: str = "passwd"
     # When set, the user database is this SQLite file instead.
     sqlite: str = None
-    # Credential checkers tried in order: "userdb" (the user database) and
-    # twisted.cred.strcred strings ("file:PATH", "unix", plugins).
+    # Credential checkers tried in order: "userdb" (the user database),
+    # "pam" (PAM, the pam extra) and twisted.cred.strcred strings
+    # ("file:PATH", "unix", plugins).
     checkers: tuple = ("userdb",)
     failureDelay: float = 2.0
+    pam: PAMConfig = field(default_factory=PAMConfig)
 
 
 @dataclass(frozen=True)

@@ -166,7 +166,7 @@ class ChainTests(unittest.TestCase):
             "/tmp",
         )
         # The list of strcred types depends on the plugins installed.
-        first, known = e.errors[0].split("(userdb, or one of: ")
+        first, known = e.errors[0].split("(userdb, pam, or one of: ")
         self.assertEqual(first, "auth.checkers: unknown checker 'ldap:x' ")
         self.assertTrue({"file", "memory", "unix"} <= set(known.rstrip(")").split(", ")))
         self.assertEqual(e.errors[1:], [

@@ -9,6 +9,7 @@ from twisted.trial import unittest
 
 from mailplat.certs import makeSelfSigned
 from mailplat.config import loadConfigString
+from mailplat.config.schema import PAMConfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -43,4 +44,24 @@ class EtcConfigTests(unittest.TestCase):
                 ("submission", "tcp:587", "starttls", "submission"),
                 ("submissions", "tcp:465", "implicit", "submissions"),
             ],
+        )
+
+    def test_pamExample(self):
+        """
+        The commented-out PAM example is valid once uncommented.
+        """
+        with open(os.path.join(REPO, "etc", "mailplat.toml")) as f:
+            text = f.read()
+        start = text.index("# checkers = [")
+        end = text.index("\n\n", start)
+        example = "\n".join(line[2:] for line in text[start:end].splitlines())
+        text = text[:start] + example + text[end:]
+        cert, key = makeSelfSigned("mx.example.org", os.path.abspath(self.mktemp()))
+        text = text.replace("/etc/mailplat/tls/fullchain.pem", cert).replace(
+            "/etc/mailplat/tls/privkey.pem", key
+        )
+        config = loadConfigString(text, "/etc/mailplat")
+        self.assertEqual(config.auth.checkers, ("userdb", "pam"))
+        self.assertEqual(
+            config.auth.pam, PAMConfig("mailplat", "localpart", ("example.org",))
         )
