@@ -15,10 +15,9 @@ from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.portal import Portal
 from twisted.internet import defer
 from twisted.internet.address import IPv4Address
-from twisted.internet.testing import StringTransport
 from twisted.plugin import getPlugins
 from twisted.trial import unittest
-from zope.interface import Interface, implementer
+from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from mailplat.auth.checkers import ChainedChecker
