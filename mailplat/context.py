@@ -33,6 +33,9 @@ class ServerContext:
         through.
     @ivar events: the L{mailplat.events.EventHub} (may be L{None} in unit
         tests).
+    @ivar sasl: the L{mailplat.auth.sasl.SASLMechanisms} SMTP AUTH, IMAP
+        AUTHENTICATE and POP3 AUTH offer (L{None}: the built-in PLAIN and
+        LOGIN).
     @ivar committer: the L{mailplat.queue.commit.GroupCommitter} that makes
         received messages durable before their 250 (L{None}: each message
         is committed on its own through C{runBlocking}).
@@ -55,3 +58,4 @@ class ServerContext:
     committer: Any = None
     events: Any = None
     targets: tuple = ()
+    sasl: Any = None

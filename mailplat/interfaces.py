@@ -321,3 +321,104 @@ class IDeliveryTargetFactory(Interface):
         @return: an L{IDeliveryTarget}.
         @raise ValueError: the options are wrong (the message says how).
         """
+
+
+class SASLError(Exception):
+    """
+    Raised by L{ISASLMechanism.respond}: the exchange ends without a login.
+    Protocols answer each subclass with their own reply (docs/auth.md).
+    """
+
+
+class SASLCancelled(SASLError):
+    """
+    The client cancelled the exchange (C{*}, RFC 4422 3.5).
+    """
+
+
+class SASLBadEncoding(SASLError):
+    """
+    A client response is not valid base64 (RFC 4648).
+    """
+
+
+class SASLMalformedResponse(SASLError):
+    """
+    A decoded client response does not follow the mechanism's syntax (for
+    PLAIN, RFC 4616 2).  C{str(error)} says how, for logs.
+    """
+
+
+class SASLAuthorizationRefused(SASLError):
+    """
+    The client asked to act as someone else (an authorization identity
+    other than its own, RFC 4422 3.4.1): mailplat does no proxy
+    authorization.
+
+    @ivar authcid: the authentication identity given, L{bytes}, for logs.
+    """
+
+    def __init__(self, authcid, authzid):
+        SASLError.__init__(self, authcid, authzid)
+        self.authcid = authcid
+        self.authzid = authzid
+
+
+class ISASLMechanism(Interface):
+    """
+    One SASL authentication exchange with one client (RFC 4422 3): a
+    mechanism object is made for each AUTH/AUTHENTICATE command and
+    forgotten when it ends.
+
+    Call order: L{respond} first with the client's initial response, or
+    with L{None} when it sent none; then, while L{respond} returns a
+    challenge, with each further response.  The protocol does the framing
+    (base64, C{*} to cancel, line limits), so a mechanism sees and returns
+    raw bytes only.
+    """
+
+    def respond(response):
+        """
+        @param response: the client's decoded response (L{bytes}, possibly
+            empty), or L{None} for "no initial response".
+        @return: L{bytes}, a challenge to send (the client answers it with
+            another response); or, when the exchange is complete, a
+            C{twisted.cred} credentials object for the server's portal
+            (L{twisted.cred.credentials.UsernamePassword}, or any object
+            providing an L{twisted.cred.credentials.ICredentials}
+            sub-interface that a configured checker handles).  Credentials
+            have a C{username} attribute (L{bytes}) used in logs.
+        @raise SASLMalformedResponse: the response breaks the mechanism's
+            syntax.
+        @raise SASLAuthorizationRefused: the client asked for an
+            authorization identity other than its own.
+        """
+
+
+class ISASLMechanismFactory(Interface):
+    """
+    A SASL mechanism that SMTP AUTH, IMAP AUTHENTICATE and POP3 AUTH offer
+    when it is named in C{[auth] mechanisms} (or a listener's
+    C{mechanisms}).  PLAIN and LOGIN are built in
+    (L{mailplat.auth.sasl}); others are Twisted plugins: module-level
+    objects in a C{twisted/plugins/} directory on C{sys.path} providing this
+    and L{twisted.plugin.IPlugin}.
+    """
+
+    name = Attribute(
+        "The mechanism's registered name (RFC 4422 3.1), a str of at most 20 "
+        "upper-case letters, digits, '-' and '_': C{PLAIN}.  Unique."
+    )
+    cleartext = Attribute(
+        "A bool: whether the exchange reveals a reusable secret (a password, a "
+        "bearer token) to anyone reading the connection.  Such mechanisms are "
+        "offered and accepted only under TLS."
+    )
+
+    def makeMechanism(protocol, hostname):
+        """
+        @param protocol: C{"smtp"}, C{"imap"} or C{"pop3"}.
+        @param hostname: the server's host name (C{hostname} in the config),
+            for mechanisms that bind the exchange to it.
+        @return: a new L{ISASLMechanism} for one exchange.
+        """

@@ -14,6 +14,7 @@ from twisted.logger import Logger
 
 from mailplat.auth.checkers import portalFor, userDatabase
 from mailplat.auth.realm import MailRealm
+from mailplat.auth.sasl import buildRegistry
 from mailplat.auth.throttle import AuthThrottle
 from mailplat.config import loadConfigString
 from mailplat.context import ServerContext
@@ -145,6 +146,8 @@ class MailplatService(service.MultiService):
         # what they accept.  Both raise PolicyError for unknown or broken
         # plugins.
         self.context.targets = buildTargets(self.context)
+        self.sasl = buildRegistry(config)
+        self.context.sasl = self.sasl.select(config.auth.mechanisms)
         self.runner.targets[:0] = self.context.targets
         self.context.policy = buildPipeline(self.context)
         self.events = self.context.events
@@ -201,6 +204,10 @@ class MailplatService(service.MultiService):
             if listener.checkers:
                 context = dataclasses.replace(
                     context, portal=self._portal(listener.checkers, context.users)
+                )
+            if listener.mechanisms is not None:
+                context = dataclasses.replace(
+                    context, sasl=self.sasl.select(listener.mechanisms)
                 )
             return _factoryFor(listener.protocol)(context, listener)
 

@@ -11,6 +11,7 @@ from twisted.internet.task import Clock
 from mailplat.auth.checkers import portalFor, userDatabase
 from mailplat.auth.passwords import hashPassword
 from mailplat.auth.realm import MailRealm
+from mailplat.auth.sasl import buildRegistry
 from mailplat.config import configFromDict
 from mailplat.auth.throttle import AuthThrottle
 from mailplat.context import ServerContext
@@ -62,6 +63,7 @@ def makeContext(
     tlsOptions=None,
     overrides=None,
     plugins=(),
+    saslPlugins=(),
 ):
     """
     Build a L{ServerContext} over real files in C{directory} (a test's temporary
@@ -72,6 +74,8 @@ def makeContext(
     @param overrides: extra config tables, merged into the config dict.
     @param plugins: the L{ICheckFactory} plugins available to C{[[check]]}
         tables (none by default: tests do not scan C{sys.path}).
+    @param saslPlugins: the L{ISASLMechanismFactory} plugins available to
+        C{[auth] mechanisms} (none by default).
     """
     os.makedirs(directory, exist_ok=True)
     data = {"hostname": "mail.example.test", "domains": {"local": list(domains)}}
@@ -110,4 +114,7 @@ def makeContext(
         ),
     )
     context.policy = buildPipeline(context, plugins=plugins)
+    context.sasl = buildRegistry(config, plugins=saslPlugins).select(
+        config.auth.mechanisms
+    )
     return context

@@ -77,19 +77,35 @@ class ChainedChecker:
 
     Avatar ids are normalized to lower case: every mailbox is named by its
     lower-case address.
+
+    Credentials go only to the checkers that handle one of the interfaces
+    they provide: every checker handles L{IUsernamePassword}, and a checker
+    may handle more (say the credentials a plugin SASL mechanism makes),
+    which the chain then handles too.
     """
 
-    credentialInterfaces = (credentials.IUsernamePassword,)
     log = Logger()
 
     def __init__(self, checkers, clock, failureDelay):
         self.checkers = list(checkers)
         self.clock = clock
         self.failureDelay = failureDelay
+        interfaces = [credentials.IUsernamePassword]
+        for checker in self.checkers:
+            for interface in checker.credentialInterfaces:
+                if interface not in interfaces:
+                    interfaces.append(interface)
+        self.credentialInterfaces = tuple(interfaces)
+
+    @staticmethod
+    def _handles(checker, creds):
+        return any(i.providedBy(creds) for i in checker.credentialInterfaces)
 
     @defer.inlineCallbacks
     def requestAvatarId(self, creds):
         for checker in self.checkers:
+            if not self._handles(checker, creds):
+                continue
             try:
                 avatarId = yield defer.maybeDeferred(checker.requestAvatarId, creds)
             except (error.UnauthorizedLogin, error.UnhandledCredentials):

@@ -212,6 +212,30 @@ def _pamConfig(auth, localDomains):
         domains = tuple(domains)
     t.finish()
     return schema.PAMConfig(service=service, username=username, domains=domains)
+def _mechanismNames(value):
+    """
+    A list of SASL mechanism names (compared as upper-case, RFC 4422 3.1):
+    the built-in C{PLAIN} and C{LOGIN}, or a name an
+    L{ISASLMechanismFactory} plugin provides.
+    """
+    from mailplat.auth.sasl import BUILTINS, knownMechanismNames
+
+    names = [name.upper() for name in _stringList(value)]
+    if not names:
+        raise ValueError("list at least one mechanism")
+    for name in names:
+        if names.count(name) > 1:
+            raise ValueError(f"{name!r} is listed twice")
+    builtin = {f.name for f in BUILTINS}
+    if any(name not in builtin for name in names):
+        known, failures = knownMechanismNames()
+        for name in names:
+            if name not in known:
+                hint = "".join(f"; plugin {p} failed to load: {e}" for p, e in failures)
+                raise ValueError(
+                    f"unknown SASL mechanism {name!r} (known: {', '.join(known)}){hint}"
+                )
+    return tuple(names)
 
 
 def _domain(value):
@@ -444,6 +468,7 @@ def configFromDict(data, baseDir, source="<config>"):
         sqlite=t.get("sqlite", path, None),
         checkers=t.get("checkers", _checkerSpecs, ("userdb",)),
         pam=_pamConfig(t, localDomains),
+        mechanisms=t.get("mechanisms", _mechanismNames, schema.AuthConfig.mechanisms),
     )
     if auth.sqlite and "users_file" in t.data:
         t.error("sqlite", "give users_file or sqlite, not both")
@@ -530,6 +555,7 @@ def configFromDict(data, baseDir, source="<config>"):
         profile = lt.get("profile", _choice(*schema.SMTP_PROFILES), None)
         endpoint = lt.get("endpoint", _endpoint)
         listenerCheckers = lt.get("checkers", _checkerSpecs, None)
+        listenerMechanisms = lt.get("mechanisms", _mechanismNames, None)
         lt.finish()
         if profile is not None and protocol != "smtp":
             lt.error("profile", "only SMTP listeners have a profile")
@@ -548,7 +574,8 @@ def configFromDict(data, baseDir, source="<config>"):
         if None not in (protocol, endpoint, tlsMode):
             listeners.append(
                 schema.ListenerConfig(
-                    name, protocol, endpoint, tlsMode, profile, listenerCheckers
+                    name, protocol, endpoint, tlsMode, profile, listenerCheckers,
+                    listenerMechanisms,
                 )
             )
     listen.finish()

@@ -32,6 +32,8 @@ class ListenerConfig:
     profile: str = None
     # Credential checkers for this listener only (else [auth] checkers).
     checkers: tuple = None
+    # SASL mechanisms for this listener only (else [auth] mechanisms).
+    mechanisms: tuple = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,9 @@ class AuthConfig:
     checkers: tuple = ("userdb",)
     failureDelay: float = 2.0
     pam: PAMConfig = field(default_factory=PAMConfig)
+    # SASL mechanisms offered by SMTP AUTH, IMAP AUTHENTICATE and POP3 AUTH,
+    # in this order: built-in PLAIN and LOGIN, or plugins (mailplat.auth.sasl).
+    mechanisms: tuple = ("PLAIN", "LOGIN")
 
 
 @dataclass(frozen=True)

@@ -34,9 +34,6 @@ How a connection works:
    as they happen.
 """
 
-import base64
-import binascii
-
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin, UnhandledCredentials
 from twisted.internet import defer, protocol
@@ -45,6 +42,7 @@ from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 
 from mailplat._net import setNoDelay
+from mailplat.auth.sasl import builtinMechanisms, decodeResponse, encodeChallenge
 from mailplat.imap.framing import (
     LITERAL,
     BytesSink,
@@ -73,7 +71,14 @@ from mailplat.imap.wire import (
     flagList,
     quoted,
 )
-from mailplat.interfaces import IMailUser, NoSuchFolder
+from mailplat.interfaces import (
+    IMailUser,
+    NoSuchFolder,
+    SASLAuthorizationRefused,
+    SASLBadEncoding,
+    SASLCancelled,
+    SASLMalformedResponse,
+)
 
 ANY = (UNAUTH, AUTH, SELECTED)
 LOGGED_IN = (AUTH, SELECTED)
@@ -83,6 +88,8 @@ _UID_COMMANDS = (b"FETCH", b"STORE", b"SEARCH", b"COPY", b"MOVE", b"EXPUNGE")
 # values of at most 1024.
 _ID_LIMITS = (30, 30, 1024)
 SERVER_ID = (b"name", b"mailplat", b"vendor", b"mailplat")
+# Returned by IMAPServer._saslStep: a challenge was sent.
+_CHALLENGED = object()
 
 
 class IMAPServer(MailboxCommands, MessageCommands, protocol.Protocol, TimeoutMixin):
@@ -202,15 +209,18 @@ class IMAPServer(MailboxCommands, MessageCommands, protocol.Protocol, TimeoutMix
     def capabilities(self):
         """
         RFC 3501 7.2.1: plaintext authentication is advertised only under TLS;
-        before it, LOGINDISABLED (and STARTTLS where this listener offers it).
+        before it, LOGINDISABLED (and STARTTLS where this listener offers it),
+        and only the SASL mechanisms that send no secret in the clear.
         """
         caps = [b"IMAP4rev1"]
-        if self._tls:
-            caps += [b"AUTH=PLAIN", b"SASL-IR"]
-        else:
+        offered = self._mechanisms().offered(self._tls)
+        if not self._tls:
             if self._canStartTLS():
                 caps.append(b"STARTTLS")
             caps.append(b"LOGINDISABLED")
+        if offered:
+            caps += [b"AUTH=" + name.encode("ascii") for name in offered]
+            caps.append(b"SASL-IR")
         caps += [
             b"LITERAL+", b"ID", b"ENABLE", b"IDLE", b"NAMESPACE", b"UNSELECT",
             b"UIDPLUS", b"MOVE", b"CHILDREN", b"SPECIAL-USE", b"QUOTA",
@@ -623,66 +633,101 @@ class IMAPServer(MailboxCommands, MessageCommands, protocol.Protocol, TimeoutMix
         args.sp()
         password = args.astring()
         args.end()
-        return self._login(tag, user, password, b"LOGIN")
+        return self._login(tag, UsernamePassword(user, password), b"LOGIN")
+
+    def _mechanisms(self):
+        """
+        The SASL mechanisms configured for this listener.
+        """
+        sasl = self.context.sasl
+        return sasl if sasl is not None else builtinMechanisms()
 
     def imap_AUTHENTICATE(self, tag, args):
         """
-        RFC 3501 6.2.2 with the PLAIN mechanism (RFC 4616), optionally with an
-        initial response (RFC 4959).
+        RFC 3501 6.2.2 with the mechanisms of L{mailplat.auth.sasl},
+        optionally with an initial response (RFC 4959).  Before TLS only
+        mechanisms that send no secret in the clear are accepted (none of
+        the built-in ones), and the refusal comes before any continuation.
         """
-        if not self._tls:
+        mechanisms = self._mechanisms()
+        if not self._tls and not mechanisms.offered(False):
             self.log.info(
                 "imap: AUTHENTICATE without TLS from {peer} refused", peer=self.peer
             )
             self.tagged(tag, b"NO", NO_PLAINTEXT)
             return None
         args.sp()
-        mechanism = args.atom("mechanism").upper()
+        name = args.atom("mechanism").upper()
         initial = None
         if not args.atEnd():
             args.sp()
             initial = args.run(ATOM_CHARS, "initial response")
         args.end()
-        if mechanism != b"PLAIN":
+        factory = mechanisms.get(name)
+        if factory is None:
             self.tagged(tag, b"NO", b"Unsupported authentication mechanism")
             return None
-        if initial is not None:
-            return self._authPlain(tag, initial)
+        if not mechanisms.allows(factory, self._tls):
+            self.log.info(
+                "imap: AUTHENTICATE {name} without TLS from {peer} refused",
+                name=factory.name, peer=self.peer,
+            )
+            self.tagged(tag, b"NO", NO_PLAINTEXT)
+            return None
+        mechanism = factory.makeMechanism("imap", self.context.config.hostname)
+        exchange = (tag, factory.name.encode("ascii"), mechanism)
+        result = self._saslStep(exchange, initial)
+        if result is not _CHALLENGED:
+            return result
         d = defer.Deferred()
 
         def response(line):
-            result = self._authPlain(tag, line)
-            if isinstance(result, defer.Deferred):
+            result = self._saslStep(exchange, line)
+            if result is _CHALLENGED:
+                self._continuation = response
+            elif isinstance(result, defer.Deferred):
                 result.chainDeferred(d)
             else:
                 d.callback(None)
 
         self._continuation = response
-        self.sendLine(b"+ ")
         return d
 
-    def _authPlain(self, tag, response):
-        if response == b"*":
+    def _saslStep(self, exchange, line):
+        """
+        Pass one client response (C{line} as received; L{None}: no initial
+        response) to the mechanism.
+
+        @return: L{_CHALLENGED} when a challenge was sent and the client
+            must answer it; else L{None} (a tagged response was sent) or the
+            Deferred of a login.
+        """
+        tag, name, mechanism = exchange
+        try:
+            response = None if line is None else decodeResponse(line)
+            result = mechanism.respond(response)
+        except SASLCancelled:
             self.tagged(tag, b"BAD", b"AUTHENTICATE cancelled")
             return None
-        try:
-            message = b"" if response == b"=" else base64.b64decode(response, validate=True)
-        except (binascii.Error, ValueError):
+        except SASLBadEncoding:
             self.tagged(tag, b"BAD", b"Invalid base64 data")
             return None
-        parts = message.split(b"\0")
-        if len(parts) != 3:
-            self.tagged(tag, b"BAD", b"Invalid PLAIN response")
+        except SASLMalformedResponse:
+            self.tagged(tag, b"BAD", b"Invalid " + name + b" response")
             return None
-        authzid, authcid, password = parts
-        if authzid and authzid.lower() != authcid.lower():
+        except SASLAuthorizationRefused:
             self.tagged(tag, b"NO", b"[AUTHORIZATIONFAILED] Authorization identity refused")
             return None
-        return self._login(tag, authcid, password, b"AUTHENTICATE")
+        if isinstance(result, bytes):
+            self.sendLine(b"+ " + encodeChallenge(result))
+            return _CHALLENGED
+        return self._login(tag, result, b"AUTHENTICATE")
 
-    def _login(self, tag, user, password, command):
-        userText = user.decode("utf-8", "replace")
-        d = self.context.portal.login(UsernamePassword(user, password), None, IMailUser)
+    def _login(self, tag, creds, command):
+        userText = getattr(creds, "username", b"")
+        if isinstance(userText, bytes):
+            userText = userText.decode("utf-8", "replace")
+        d = self.context.portal.login(creds, None, IMailUser)
 
         def loggedIn(result):
             _, avatar, logout = result

@@ -1,6 +1,7 @@
 """
-The POP3 server: RFC 1939, CAPA (RFC 2449), STLS (RFC 2595) and AUTH PLAIN
-(RFC 5034, RFC 4616) over the mailplat store.
+The POP3 server: RFC 1939, CAPA (RFC 2449), STLS (RFC 2595) and AUTH
+(RFC 5034, with the SASL mechanisms of L{mailplat.auth.sasl}) over the
+mailplat store.
 
 This is our own protocol rather than a subclass of L{twisted.mail.pop3.POP3},
 which has no STLS, stuffs dots per 16 KiB chunk (a "." at a chunk boundary ends
@@ -12,8 +13,6 @@ it for the whole session), then UPDATE on QUIT, the only time DELE marks take
 effect.  A connection that drops without QUIT deletes nothing.
 """
 
-import base64
-import binascii
 import collections
 import os
 
@@ -27,7 +26,14 @@ from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
 
 from mailplat._net import setNoDelay
-from mailplat.interfaces import IMailUser
+from mailplat.auth.sasl import builtinMechanisms, decodeResponse, encodeChallenge
+from mailplat.interfaces import (
+    IMailUser,
+    SASLAuthorizationRefused,
+    SASLBadEncoding,
+    SASLCancelled,
+    SASLMalformedResponse,
+)
 from mailplat.pop3.locks import locksFor
 from mailplat.pop3.multiline import DotStuffer, TopFilter
 from mailplat.interfaces import MessageGone
@@ -321,15 +327,19 @@ class POP3Server(Protocol, TimeoutMixin):
 
     def do_CAPA(self, arg):
         """
-        RFC 2449 section 5.  USER and SASL are listed only under TLS, the
-        only place they are accepted (RFC 2595 section 4 lets a server refuse
-        plaintext logins before STLS).
+        RFC 2449 section 5.  USER and the SASL mechanisms that send secrets
+        in the clear are listed only under TLS, the only place they are
+        accepted (RFC 2595 section 4 lets a server refuse plaintext logins
+        before STLS).
         """
         caps = [b"TOP", b"UIDL", b"RESP-CODES", b"AUTH-RESP-CODE", b"PIPELINING"]
         if self._tlsOffered and not self._tls:
             caps.append(b"STLS")
         if self._tls:
-            caps += [b"USER", b"SASL PLAIN"]
+            caps.append(b"USER")
+        offered = self._mechanisms().offered(self._tls)
+        if offered:
+            caps.append(b"SASL " + " ".join(offered).encode("ascii"))
         caps.append(b"IMPLEMENTATION mailplat")
         self._sendMultiline(b"+OK Capability list follows", caps)
 
@@ -375,61 +385,84 @@ class POP3Server(Protocol, TimeoutMixin):
             self.sendLine(b"-ERR No username given.")
             return None
         user, self._user = self._user, None
-        return self._login(user, arg)
+        return self._login(UsernamePassword(user, arg))
+
+    def _mechanisms(self):
+        """
+        The SASL mechanisms configured for this listener.
+        """
+        sasl = self.context.sasl
+        return sasl if sasl is not None else builtinMechanisms()
 
     def do_AUTH(self, arg):
         """
-        RFC 5034 section 4, with the PLAIN mechanism only (RFC 4616).  The
-        initial response may come with the command or after a "+ ".
+        RFC 5034 section 4, with the mechanisms of L{mailplat.auth.sasl}
+        (without an argument: the list of those offered here).  The initial
+        response may come with the command or after a "+ ".  Before TLS
+        only mechanisms that send no secret in the clear are accepted (none
+        of the built-in ones).
         """
-        if not self._tls:
+        mechanisms = self._mechanisms()
+        offered = mechanisms.offered(self._tls)
+        if not self._tls and not offered:
             self.sendLine(_PLAINTEXT_REFUSED)
             return None
         args = arg.split()
         if not args:
-            self._sendMultiline(b"+OK", [b"PLAIN"])
+            self._sendMultiline(b"+OK", [name.encode("ascii") for name in offered])
             return None
-        if args[0].upper() != b"PLAIN":
+        factory = mechanisms.get(args[0])
+        if factory is None:
             self.sendLine(b"-ERR [AUTH] Unsupported authentication mechanism.")
+            return None
+        if not mechanisms.allows(factory, self._tls):
+            self.sendLine(_PLAINTEXT_REFUSED)
             return None
         if len(args) > 2:
             self.sendLine(b"-ERR Syntax error")
             return None
-        if len(args) == 2:
-            return self._authPlain(args[1])
-        self.sendLine(b"+ ")
-        self._continuation = self._authPlain
-        return None
+        mechanism = factory.makeMechanism("pop3", self.context.config.hostname)
+        exchange = (factory.name.encode("ascii"), mechanism)
+        return self._saslStep(exchange, args[1] if len(args) == 2 else None)
 
-    def _authPlain(self, response):
-        if response == b"*":
+    def _saslStep(self, exchange, line):
+        """
+        Pass one client response (C{line} as received; L{None}: no initial
+        response) to the mechanism: send its challenge and wait for the
+        next line, or log in with its credentials.
+        """
+        name, mechanism = exchange
+        try:
+            response = None if line is None else decodeResponse(line)
+            result = mechanism.respond(response)
+        except SASLCancelled:
             self.sendLine(b"-ERR Authentication cancelled.")
             return None
-        try:
-            message = (
-                b"" if response == b"=" else base64.b64decode(response, validate=True)
-            )
-        except (binascii.Error, ValueError):
+        except SASLBadEncoding:
             self.sendLine(b"-ERR Invalid base64 data.")
             return None
-        parts = message.split(b"\0")
-        if len(parts) != 3:
-            self.sendLine(b"-ERR Invalid PLAIN response.")
+        except SASLMalformedResponse:
+            self.sendLine(b"-ERR Invalid " + name + b" response.")
             return None
-        authzid, authcid, password = parts
-        if authzid and authzid.lower() != authcid.lower():
+        except SASLAuthorizationRefused:
             # No proxy authorization: one may only act as oneself.
             self.sendLine(b"-ERR [AUTH] Authentication failed.")
             return None
-        return self._login(authcid, password)
+        if isinstance(result, bytes):
+            self.sendLine(b"+ " + encodeChallenge(result))
+            self._continuation = lambda line: self._saslStep(exchange, line)
+            return None
+        return self._login(result)
 
-    def _login(self, user, password):
+    def _login(self, creds):
         """
         Check the credentials (the checker delays every failure), lock the
         maildrop, snapshot it and enter the TRANSACTION state.
         """
-        userText = user.decode("utf-8", "replace")
-        d = self.context.portal.login(UsernamePassword(user, password), None, IMailUser)
+        userText = getattr(creds, "username", b"")
+        if isinstance(userText, bytes):
+            userText = userText.decode("utf-8", "replace")
+        d = self.context.portal.login(creds, None, IMailUser)
         d.addCallbacks(self._loggedIn, self._loginFailed, errbackArgs=(userText,))
         return d
 

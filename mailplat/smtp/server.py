@@ -17,21 +17,26 @@ L{mailplat.policy}, at the stages C{connect}, C{helo}, C{mail}, C{rcpt} and
 C{data}.
 """
 
-import base64
-import binascii
 import email.utils
 import errno
 import secrets
 import time
 
-from twisted.cred import credentials, error as crederror
+from twisted.cred import error as crederror
 from twisted.internet import defer, interfaces, protocol, task
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 
 from mailplat._net import setNoDelay, writeNow
+from mailplat.auth.sasl import builtinMechanisms, decodeResponse, encodeChallenge
 from mailplat.events import ACCEPTED, MailEvent
-from mailplat.interfaces import IMailUser
+from mailplat.interfaces import (
+    IMailUser,
+    SASLAuthorizationRefused,
+    SASLBadEncoding,
+    SASLCancelled,
+    SASLMalformedResponse,
+)
 from mailplat.policy import verdict as V
 from mailplat.policy.facts import SessionFacts
 from mailplat.queue.envelope import Envelope, Recipient
@@ -465,8 +470,9 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         ]
         if self.canStartTLS:
             lines.append("STARTTLS")
-        if self.secure and self.authenticated is None:
-            lines.append("AUTH PLAIN LOGIN")
+        offered = self._mechanisms().offered(self.secure)
+        if offered and self.authenticated is None:
+            lines.append("AUTH " + " ".join(offered))
         out = "".join(f"250-{line}\r\n" for line in lines[:-1])
         out += f"250 {lines[-1]}\r\n"
         writeNow(self.transport, out.encode("ascii"))
@@ -546,10 +552,25 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
 
     # -- AUTH (RFC 4954)
 
+    def _mechanisms(self):
+        """
+        The SASL mechanisms configured for this listener.
+        """
+        sasl = self.context.sasl
+        return sasl if sasl is not None else builtinMechanisms()
+
     def smtp_AUTH(self, arg):
+        """
+        RFC 4954 with the mechanisms of L{mailplat.auth.sasl}.  Those that
+        send secrets in the clear (all the built-in ones) are refused before
+        TLS, before any challenge.
+        """
         if not self.esmtp:
             return self.reply(R.BAD_SEQUENCE.format(detail="send EHLO first"))
-        if not self.secure:
+        mechanisms = self._mechanisms()
+        name, _, initial = arg.partition(" ")
+        factory = mechanisms.get(name)
+        if not self.secure and (factory is None or factory.cleartext):
             return self.reply(R.TLS_REQUIRED)
         if self.authenticated is not None:
             return self.reply(R.BAD_SEQUENCE.format(detail="already authenticated"))
@@ -557,48 +578,55 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             return self.reply(
                 R.BAD_SEQUENCE.format(detail="AUTH not allowed during a mail transaction")
             )
-        mechanism, _, initial = arg.partition(" ")
-        mechanism = mechanism.upper()
-        if mechanism not in ("PLAIN", "LOGIN"):
+        if factory is None:
             return self.reply(R.AUTH_UNKNOWN_MECHANISM)
-        self._saslState = {"mechanism": mechanism}
+        self._saslState = factory.makeMechanism("smtp", self.config.hostname)
         self._mode = "sasl"
         if initial:
             return self._saslResponse(initial.encode("ascii", "replace"))
-        if mechanism == "PLAIN":
-            writeNow(self.transport, b"334 \r\n")
-        else:
-            writeNow(self.transport, b"334 VXNlcm5hbWU6\r\n")
+        return self._saslStep(None)
+
+    def _saslEnd(self):
+        self._saslState, self._mode = None, "command"
 
     def _saslResponse(self, line):
-        state = self._saslState
-        if line.strip() == b"*":
-            self._saslState, self._mode = None, "command"
-            return self.reply(R.AUTH_ABORTED)
+        """
+        One client response line: C{*} aborts (501 5.7.0), bad base64 is
+        501 5.5.2.
+        """
         try:
-            decoded = base64.b64decode(line.strip(), validate=True)
-        except (binascii.Error, ValueError):
-            self._saslState, self._mode = None, "command"
+            decoded = decodeResponse(line.strip())
+        except SASLCancelled:
+            self._saslEnd()
+            return self.reply(R.AUTH_ABORTED)
+        except SASLBadEncoding:
+            self._saslEnd()
             return self.reply(R.AUTH_BAD_RESPONSE)
-        if state["mechanism"] == "PLAIN":
-            parts = decoded.split(b"\0")
-            if len(parts) != 3 or not parts[1]:
-                self._saslState, self._mode = None, "command"
-                return self.reply(R.AUTH_BAD_RESPONSE)
-            authzid, user, password = parts
-            if authzid and authzid != user:
-                return self._login(user, None)
-            return self._login(user, password)
-        if "user" not in state:
-            state["user"] = decoded
-            writeNow(self.transport, b"334 UGFzc3dvcmQ6\r\n")
-            return None
-        return self._login(state["user"], decoded)
+        return self._saslStep(decoded)
 
-    def _login(self, user, password):
+    def _saslStep(self, response):
+        """
+        Give the mechanism a decoded response: send its challenge (334), or
+        refuse a malformed response (501 5.5.2), or log in with its
+        credentials.  An authorization identity other than the user's own
+        fails like a wrong password (535 5.7.8, after the throttle's wait).
+        """
+        try:
+            result = self._saslState.respond(response)
+        except SASLMalformedResponse:
+            self._saslEnd()
+            return self.reply(R.AUTH_BAD_RESPONSE)
+        except SASLAuthorizationRefused as e:
+            return self._login(None, e.authcid)
+        if isinstance(result, bytes):
+            writeNow(self.transport, b"334 " + encodeChallenge(result) + b"\r\n")
+            return None
+        return self._login(result, getattr(result, "username", b""))
+
+    def _login(self, creds, user):
         """
         Check the credentials after the throttle's wait for this address
-        (C{password} L{None}: fail without checking).
+        (C{creds} L{None}: fail without checking).
         """
         throttle = self.context.authThrottle
         wait = throttle.delay(self.peer) if throttle is not None else 0
@@ -606,15 +634,13 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             d = task.deferLater(self.context.clock, wait, lambda: None)
         else:
             d = defer.succeed(None)
-        if password is None:
+        if creds is None:
             d.addCallback(
                 lambda _: defer.fail(crederror.UnauthorizedLogin("bad authzid"))
             )
         else:
             d.addCallback(
-                lambda _: self.context.portal.login(
-                    credentials.UsernamePassword(user, password), None, IMailUser
-                )
+                lambda _: self.context.portal.login(creds, None, IMailUser)
             )
         d.addCallbacks(
             lambda result: self._authFinished(result[1], user),
@@ -631,7 +657,9 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         self._saslState = None
         if self._mode == "sasl":
             self._mode = "command"
-        name = user.decode("utf-8", "replace")
+        if isinstance(user, bytes):
+            user = user.decode("utf-8", "replace")
+        name = user
         throttle = self.context.authThrottle
         if avatar is None:
             if throttle is not None:

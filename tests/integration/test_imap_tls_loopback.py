@@ -120,7 +120,7 @@ class STARTTLSLoopbackTests(LoopbackTestMixin, unittest.TestCase):
         yield defer.gatherResults(self.factory.closed)
 
         self.assertEqual(before, ("IMAP4REV1", "STARTTLS", "LOGINDISABLED") + EXTENSIONS)
-        self.assertEqual(after, ("IMAP4REV1", "AUTH=PLAIN", "SASL-IR") + EXTENSIONS)
+        self.assertEqual(after, ("IMAP4REV1", "AUTH=PLAIN", "AUTH=LOGIN", "SASL-IR") + EXTENSIONS)
         self.assertEqual(count, [b"1"])
         self.assertEqual(
             data[0][0], b"1 (RFC822.SIZE %d BODY[] {%d}" % (len(MESSAGE), len(MESSAGE))
@@ -214,5 +214,5 @@ class ImplicitTLSLoopbackTests(LoopbackTestMixin, unittest.TestCase):
         )
         yield defer.gatherResults(self.factory.closed)
 
-        self.assertEqual(capabilities, ("IMAP4REV1", "AUTH=PLAIN", "SASL-IR") + EXTENSIONS)
+        self.assertEqual(capabilities, ("IMAP4REV1", "AUTH=PLAIN", "AUTH=LOGIN", "SASL-IR") + EXTENSIONS)
         self.assertEqual(data, [(b"1 (BODY[] {%d}" % (len(MESSAGE),), MESSAGE), b")"])

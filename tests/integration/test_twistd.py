@@ -347,6 +347,94 @@ def test_thirdPartyCheckerFromConfig(tmp_path):
         t.stop()
 
 
+def test_thirdPartySASLMechanismFromConfig(tmp_path):
+    """
+    The example XOAUTH2 mechanism plugin (docs/examples/plugins) named in
+    [auth] mechanisms, with the example token checker: a token logs in over
+    SMTP submission, IMAP and POP3 with real clients.
+    """
+    import base64
+    import hashlib
+    import imaplib
+    import json
+    import poplib
+
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps(
+        {"app@example.test": hashlib.sha256(b"app-token").hexdigest()}))
+    ports = _ports()
+    config = writeConfig(str(tmp_path), ports)
+    text = open(config).read().replace(
+        '[auth]\n',
+        f'[auth]\ncheckers = ["userdb", "example-tokens:{tokens}"]\n'
+        'mechanisms = ["PLAIN", "LOGIN", "XOAUTH2"]\n')
+    open(config, "w").write(text)
+    plugins = os.path.join(REPO, "docs", "examples", "plugins")
+    t = Twistd(config, str(tmp_path / "twistd.log"))
+    t.env = {"PYTHONPATH": f"{REPO}:{plugins}"}
+    t.start()
+
+    def xoauth2(token):
+        return f"user=app@example.test\x01auth=Bearer {token}\x01\x01"
+
+    try:
+        with smtplib.SMTP_SSL("127.0.0.1", ports["smtps"], context=insecureContext(),
+                              timeout=30) as s:
+            s.ehlo("client.example")
+            assert s.esmtp_features["auth"] == " PLAIN LOGIN XOAUTH2"
+            assert s.auth("XOAUTH2", lambda challenge=None: xoauth2("app-token")) == (
+                235, b"2.7.0 Authentication successful")
+            assert s.sendmail("app@example.test", ["demo@example.test"],
+                              b"Subject: token\r\n\r\nhi\r\n") == {}
+
+        conn = imaplib.IMAP4_SSL("127.0.0.1", ports["imaps"], ssl_context=insecureContext())
+        try:
+            assert "AUTH=XOAUTH2" in conn.capabilities
+            with pytest.raises(imaplib.IMAP4.error) as e:
+                conn.authenticate("XOAUTH2", lambda challenge: xoauth2("wrong"))
+            assert "[AUTHENTICATIONFAILED] Authentication failed." in str(e.value)
+            assert conn.authenticate("XOAUTH2", lambda challenge: xoauth2("app-token")) == (
+                "OK", [b"AUTHENTICATE completed"])
+            assert conn.select("INBOX") == ("OK", [b"0"])
+        finally:
+            conn.logout()
+
+        conn = poplib.POP3_SSL("127.0.0.1", ports["pop3s"], context=insecureContext())
+        try:
+            assert "XOAUTH2" in conn.capa()["SASL"]
+            response = base64.b64encode(xoauth2("app-token").encode()).decode()
+            assert conn._shortcmd("AUTH XOAUTH2 " + response) == b"+OK Logged in."
+            assert conn.stat() == (0, 0)
+            conn.quit()
+        finally:
+            conn.close()
+        t.waitForLog("status=delivered")
+        [m] = imapFetchAll(ports["imaps"], True)
+        assert b"Subject: token" in m
+    finally:
+        t.stop()
+
+
+def test_unknownMechanismStopsStartup(tmp_path):
+    config = writeConfig(str(tmp_path), _ports())
+    text = open(config).read().replace(
+        '[auth]\n', '[auth]\nmechanisms = ["PLAIN", "X-NONESUCH"]\n')
+    open(config, "w").write(text)
+    out = subprocess.run(
+        [os.path.join(BIN, "twistd"), "-n", "--pidfile=", "mailplat", "--config", config],
+        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=REPO),
+        cwd=str(tmp_path), timeout=60,
+    )
+    assert out.returncode == 1
+    assert "Traceback" not in out.stdout + out.stderr
+    head, known = out.stderr.split("(known: ")
+    assert head == (
+        f"mailplat: {config}: 1 configuration error(s):\n"
+        "  - auth.mechanisms: unknown SASL mechanism 'X-NONESUCH' "
+    )
+    assert "LOGIN, PLAIN" in known and known.endswith(")\n")
+
+
 def test_thirdPartyDeliveryTargetFromConfig(tmp_path):
     """
     The example delivery target (docs/examples/plugins) named in a

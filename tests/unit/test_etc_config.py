@@ -33,6 +33,8 @@ class EtcConfigTests(unittest.TestCase):
              "dkim_sign", "submission", "recipients", "relay", "mail_loop",
              "authentication_results"],
         )
+        self.assertEqual(service.context.sasl.offered(True), ["PLAIN", "LOGIN"])
+        self.assertEqual(service.context.sasl.offered(False), [])
         self.assertEqual(
             sorted((l.name, l.endpoint, l.tls, l.profile) for l in config.listeners),
             [

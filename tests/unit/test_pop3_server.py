@@ -31,7 +31,7 @@ CAPA_PLAIN = (
 )
 CAPA_TLS = (
     b"+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\n"
-    b"AUTH-RESP-CODE\r\nPIPELINING\r\nUSER\r\nSASL PLAIN\r\n"
+    b"AUTH-RESP-CODE\r\nPIPELINING\r\nUSER\r\nSASL PLAIN LOGIN\r\n"
     b"IMPLEMENTATION mailplat\r\n.\r\n"
 )
 
@@ -436,7 +436,7 @@ class POP3ServerTests(unittest.TestCase):
                 b"-ERR [AUTH] Unsupported authentication mechanism.\r\n",
             ),
             (b"AUTH PLAIN a b\r\n", b"-ERR Syntax error\r\n"),
-            (b"AUTH\r\n", b"+OK\r\nPLAIN\r\n.\r\n"),
+            (b"AUTH\r\n", b"+OK\r\nPLAIN\r\nLOGIN\r\n.\r\n"),
         ]
         for line, reply in cases:
             self.assertReplies(proto, transport, line, reply)
