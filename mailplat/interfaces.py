@@ -180,7 +180,8 @@ class IMailFolder(Interface):
 
     def openMessage(info):
         """
-        @return: a binary file object on the message; the caller closes it.
+        @return: a seekable binary file object on the message, at its start
+            (it need not have a descriptor); the caller closes it.
         @raise MessageGone: it was removed meanwhile.
         """
 

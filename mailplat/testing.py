@@ -31,7 +31,7 @@ from mailplat.policy.registry import buildPipeline
 from mailplat.recipients import resolverFor
 from mailplat.queue.commit import GroupCommitter
 from mailplat.queue.store import QueueStore
-from mailplat.storage.maildir import MaildirStore
+from mailplat.storage.backends import buildStore
 
 
 def runSynchronously(f, *args, **kwargs):
@@ -95,7 +95,7 @@ def makeContext(
     for address, password in users:
         db.setPassword(address, cachedHash(password))
     clock = clock if clock is not None else Clock()
-    store = MaildirStore(config.storage.path, quota=config.storage.quota)
+    store = buildStore(config)
     queue = QueueStore(config.queue.path)
     queue.create()
     portal = portalFor(

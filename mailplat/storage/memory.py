@@ -165,6 +165,16 @@ class MemoryFolder:
                 claimed.append(uid)
         return frozenset(claimed)
 
+    def claimRecent(self):
+        """
+        Take the C{\\Recent} messages for the calling session.
+
+        @return: the L{frozenset} of their UIDs.
+        """
+        with self._user.lock:
+            self._check()
+            return self._claimRecent()
+
     def select(self, claimRecent):
         with self._user.lock:
             self._check()
