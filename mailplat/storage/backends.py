@@ -116,6 +116,8 @@ def buildStore(config, plugins=None):
     try:
         verifyObject(IMailStore, store)
     except Invalid as e:
-        first = str(e).strip().splitlines()[0]
-        raise PolicyError([f"{where}: it does not provide IMailStore ({first})"]) from None
+        # zope's message: a summary line, then one line per problem.
+        lines = [line.strip() for line in str(e).strip().splitlines()]
+        details = "; ".join(lines[1:4] or lines[:1])
+        raise PolicyError([f"{where}: it does not provide IMailStore ({details})"]) from None
     return store

@@ -69,3 +69,45 @@ class BrokenStoreTests(unittest.TestCase):
             if result.failures or result.errors:
                 failed.append(name)
         self.assertEqual(failed, ["test_flags", "test_concurrentSessions"])
+
+
+def examplePlugin(name="example_sqlite"):
+    """
+    The example store factory, found as a Twisted plugin in
+    docs/examples/plugins (a separate directory on the plugin path).
+    """
+    path = os.path.join(EXAMPLES, "twisted", "plugins")
+    twisted.plugins.__path__.append(path)
+    try:
+        [factory] = [p for p in getPlugins(IMailStoreFactory) if p.name == name]
+    finally:
+        twisted.plugins.__path__.remove(path)
+    return factory
+
+
+class ExamplePluginConformanceTests(MailStoreConformanceMixin, unittest.TestCase):
+    """
+    The example SQLite store from docs/examples, loaded as a plugin and made
+    from a config as the service makes it.
+    """
+
+    def makeStore(self, quota=None):
+        ctx = makeContext(
+            self.mktemp(),
+            overrides={"storage": {"backend": "memory", "quota": quota or 0}},
+        )
+        from dataclasses import replace
+
+        config = replace(ctx.config, storage=replace(
+            ctx.config.storage, backend="example_sqlite", options={"file": "x.sqlite3"}))
+        from mailplat.storage.backends import buildStore
+
+        store = buildStore(config, plugins=[examplePlugin()])
+        self.assertEqual(store.path, os.path.join(config.storage.path, "x.sqlite3"))
+        return store
+
+    def test_notOpenedUntilUsed(self):
+        store = self.makeStore()
+        self.assertFalse(os.path.exists(store.path))
+        store.folders("a@example.test")
+        self.assertTrue(os.path.exists(store.path))
