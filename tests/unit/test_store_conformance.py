@@ -111,3 +111,14 @@ class ExamplePluginConformanceTests(MailStoreConformanceMixin, unittest.TestCase
         self.assertFalse(os.path.exists(store.path))
         store.folders("a@example.test")
         self.assertTrue(os.path.exists(store.path))
+
+
+class ExampleFactoryTests(unittest.TestCase):
+    def test_providesInterfaces(self):
+        from twisted.plugin import IPlugin
+        from zope.interface.verify import verifyObject
+
+        factory = examplePlugin()
+        self.assertTrue(verifyObject(IMailStoreFactory, factory))
+        self.assertTrue(IPlugin.providedBy(factory))
+        self.assertEqual(factory.name, "example_sqlite")
