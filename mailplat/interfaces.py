@@ -63,11 +63,38 @@ class QuotaExceeded(OSError):
 class IMailFolder(Interface):
     """
     One folder of one user: messages with UIDs, flags (system flags and
-    keywords) and modification sequences (RFC 7162).
+    keywords) and modification sequences (RFC 7162).  There is one folder
+    object per folder in the process, shared by delivery and every session,
+    so that its listeners hear of every change.
 
-    Call order: any number of L{snapshot} calls; L{read}/L{openMessage},
-    L{changeFlags} and L{remove} take L{MessageInfo} objects from a snapshot.
-    Every method is I{blocking} and thread-safe.
+    Messages are described by L{mailplat.storage.records.MessageInfo}
+    values (UID, key, flags, size, C{\\Recent}, INTERNALDATE, modseq);
+    folder-wide numbers by an object with C{uidValidity}, C{uidNext} and
+    C{highestModseq} attributes (L{mailplat.storage.records.FolderStatus}).
+
+    Call order: L{select} (IMAP SELECT/EXAMINE) or L{snapshot} (POP3); then
+    L{changes} after every IMAP command and whenever a listener fires;
+    L{read}/L{openMessage} take L{MessageInfo} values from any of these.
+    Every method is I{blocking} (callers run it through
+    C{context.runBlocking}) and thread-safe.  Methods other than L{exists}
+    raise L{NoSuchFolder} once the folder was deleted.
+
+    B{Rules every store keeps} (L{mailplat.testing.MailStoreConformanceMixin}
+    checks them): UIDs go up and are never reused while UIDVALIDITY stays;
+    every delivery, flag change and expunge raises C{highestModseq} and
+    gives the changed messages that modification sequence; a new message is
+    C{\\Recent} until one session claims it; flags are stored without
+    C{\\Recent} and unknown C{\\} names.
+
+    B{Optional fast paths}: the Maildir store also has methods that answer
+    from memory on the reactor thread: C{cachedState(maxAge)},
+    C{cachedChanges(...)}, C{cachedSelect(...)}, C{cachedStatus(maxAge)},
+    C{cachedMessages(uids, maxAge)}, C{cachedView(maxAge)}, C{view()},
+    C{readNowait(info, closeLater)} and C{deliverMany(messages)}.  Callers
+    look them up with C{getattr} and, when a store lacks one (or it returns
+    L{None}), call the blocking method it stands for in a thread:
+    L{changes}, L{select}, L{status}, L{messages}, L{snapshot}, L{read},
+    L{deliver}.  A store need not have any of them.
     """
 
     name = Attribute("The folder's name, a str (C{INBOX}, C{Sent}, C{a/b}).")
@@ -75,37 +102,119 @@ class IMailFolder(Interface):
     uidNext = Attribute("The UID the next message will get, an int.")
     highestModseq = Attribute("The highest modification sequence (RFC 7162).")
 
+    def exists():
+        """
+        @return: whether the folder still exists (IMAP DELETE of the
+            selected folder).
+        """
+
+    def poll():
+        """
+        Look for changes made behind the store's back (another program
+        writing the Maildir) and tell the listeners if there are any.  The
+        IMAP IDLE poller calls it every half second for watched folders; a
+        store that only changes through itself returns L{False}.
+
+        @return: whether there were changes.
+        """
+
     def snapshot():
         """
-        @return: the folder's messages, a list of
-            L{mailplat.storage.maildir.MessageInfo} ordered by UID.
+        @return: the folder's messages now, a sequence of L{MessageInfo}
+            ordered by UID that does not change afterwards (the POP3
+            maildrop).
+        """
+
+    def messages(uids):
+        """
+        @return: the L{MessageInfo}s of those of C{uids} still in the
+            folder, ordered by UID.
+        """
+
+    def status():
+        """
+        @return: a L{dict} with C{MESSAGES}, C{RECENT}, C{UIDNEXT},
+            C{UIDVALIDITY}, C{UNSEEN}, C{HIGHESTMODSEQ} and C{SIZE} (RFC 3501
+            6.3.10, RFC 7162 3.1.6, RFC 8438).
+        """
+
+    def select(claimRecent):
+        """
+        Everything IMAP SELECT and EXAMINE report (RFC 3501 6.3.1), in one
+        step.
+
+        @param claimRecent: take the C{\\Recent} messages for the caller
+            (a read-write SELECT): no other session sees them as recent.
+        @return: C{(status, uids, recent, firstUnseen, keywords)}: a
+            L{FolderStatus}, every UID ascending, the UIDs recent for the
+            caller (those claimed, or with C{claimRecent} false every recent
+            one), the UID of the first message without C{\\Seen} (or
+            L{None}) and the keywords in use, sorted.
+        """
+
+    def changes(sinceModseq, lastUID=0, count=0, claimRecent=False):
+        """
+        What changed since a session last looked (RFC 3501 7.4.1, RFC 7162
+        3.2).
+
+        @param sinceModseq: the highest modification sequence the session
+            knows.
+        @param lastUID: the highest UID in the session's view.
+        @param count: the number of messages in the session's view.
+        @param claimRecent: take new C{\\Recent} messages for the caller.
+        @return: C{(status, uids, arrived, changed, claimed)}: a
+            L{FolderStatus}; every UID in the folder when some of the
+            session's messages are gone (fewer than C{count} UIDs up to
+            C{lastUID}), else L{None}; the UIDs above C{lastUID}; the
+            L{MessageInfo}s whose modification sequence is above
+            C{sinceModseq}; and the UIDs claimed as recent.  When
+            C{highestModseq} is still C{sinceModseq}: C{(status, None, [],
+            [], frozenset())}.
         """
 
     def read(info):
         """
         @return: the message's bytes, exactly as stored (CRLF line endings).
-        @raise mailplat.storage.maildir.MessageGone: it was removed meanwhile.
+        @raise MessageGone: it was removed meanwhile.
         """
 
     def openMessage(info):
         """
-        @return: a binary file object on the message; the caller closes it.
-        @raise mailplat.storage.maildir.MessageGone: it was removed meanwhile.
+        @return: a seekable binary file object on the message, at its start
+            (it need not have a descriptor); the caller closes it.
+        @raise MessageGone: it was removed meanwhile.
         """
 
     def deliver(chunks, flags=frozenset(), internalDate=None):
         """
-        Store a message given as an iterable of byte chunks, durably (fsync)
-        before returning.
+        Store a message durably before returning; it is C{\\Recent}.
 
+        @param chunks: an iterable of L{bytes}, or a binary file.
+        @param internalDate: a POSIX time, or L{None} for now.
         @return: its UID.
         @raise QuotaExceeded: the user's quota would be exceeded.
         """
 
+    def storeFlags(uids, add=frozenset(), remove=frozenset(), replace=None,
+                   unchangedSince=None):
+        """
+        Change the flags of messages as they are now, in one step with one
+        new modification sequence (RFC 7162 3.1.3).  Messages whose flags do
+        not change keep their modification sequence.
+
+        @param replace: the new flags, or L{None} to add C{add} and remove
+            C{remove}.
+        @param unchangedSince: leave alone the messages whose modification
+            sequence is above this (RFC 7162 C{UNCHANGEDSINCE}).
+        @return: C{(infos, gone, modified)}: the L{MessageInfo} of every
+            message still there and not skipped (changed or not), the UIDs
+            no longer in the folder (sorted), and the UIDs skipped for
+            C{unchangedSince}.
+        """
+
     def changeFlags(info, add=frozenset(), remove=frozenset(), replace=None):
         """
-        Atomically change the message's flags as they are now: add C{add} and
-        remove C{remove}, or set C{replace}.
+        L{storeFlags} for one message.
 
         @return: the updated L{MessageInfo}.
         @raise MessageGone: it was removed meanwhile.
@@ -113,19 +222,48 @@ class IMailFolder(Interface):
 
     def setFlags(info, flags):
         """
-        Replace the message's flags.
+        Replace the message's flags (L{changeFlags} with C{replace}).
 
         @return: the updated L{MessageInfo}.
         """
 
     def remove(infos):
         """
-        Delete messages permanently.
+        Delete messages permanently (POP3 DELE at QUIT).  Messages already
+        gone are ignored.
+        """
+
+    def expunge(uids=None):
+        """
+        Delete the messages flagged C{\\Deleted} (only those among C{uids}
+        when given: RFC 4315 UID EXPUNGE), in one step, so that a flag
+        cleared by another session meanwhile is respected.
+
+        @return: the UIDs removed.
+        """
+
+    def copyTo(uids, target):
+        """
+        Copy messages into another folder of the same user, with their flags
+        and INTERNALDATE (RFC 3501 6.4.7); the copies are C{\\Recent}.
+
+        @param target: an L{IMailFolder} of the same store and user.
+        @return: C{[(sourceUID, targetUID)]} (RFC 4315 COPYUID).
+        @raise QuotaExceeded: the copies would exceed the user's quota.
+        """
+
+    def moveTo(uids, target):
+        """
+        Move messages into another folder of the same user atomically (RFC
+        6851): a message is never in both or in neither.
+
+        @return: C{[(sourceUID, targetUID)]}.
         """
 
     def addListener(listener):
         """
-        Call C{listener()} after any change, from the thread that made it.
+        Call C{listener()} after any change (a delivery, a flag change, an
+        expunge, the folder's deletion), from the thread that made it.
         """
 
     def removeListener(listener):
@@ -139,13 +277,22 @@ class IMailStore(Interface):
     The mailboxes of every user.  Every method is I{blocking}.
 
     Each user has INBOX and the special-use folders C{Sent}, C{Drafts},
-    C{Trash}, C{Junk} and C{Archive} (RFC 6154); folder names use C{/} as
-    the hierarchy delimiter.
+    C{Trash}, C{Junk} and C{Archive} (RFC 6154) from the first call that
+    names them; folder names use C{/} as the hierarchy delimiter and are
+    checked and made canonical with L{mailplat.storage.names.normalizeName}.
+    Addresses are compared in lower case.
+
+    B{Optional fast paths} (see L{IMailFolder}): C{cachedFolder(address,
+    name)}, not blocking, returns the folder when it is already in memory,
+    else L{None} (callers then call L{folder} in a thread);
+    C{deliverMany(address, messages, folder)} delivers several messages at
+    once (local delivery falls back to L{deliver} for each).
     """
 
     def folder(address, name="INBOX"):
         """
-        @return: the L{IMailFolder} C{name} of user C{address}.
+        @return: the L{IMailFolder} C{name} of user C{address}; the same
+            object every time while the folder exists.
         @raise mailplat.interfaces.BadFolderName: the name is not allowed.
         @raise mailplat.interfaces.NoSuchFolder: no such folder.
         """
@@ -175,7 +322,7 @@ class IMailStore(Interface):
 
     def deleteFolder(address, name):
         """
-        Delete a folder and its messages.
+        Delete a folder and its messages; its listeners are told.
 
         @raise NoSuchFolder: it does not exist.
         @raise FolderNotRemovable: it is INBOX or special-use, or has
@@ -184,17 +331,19 @@ class IMailStore(Interface):
 
     def renameFolder(address, old, new):
         """
-        Rename a folder and its subfolders.  Renaming INBOX moves its
-        messages into a new folder and leaves INBOX empty (RFC 3501 6.3.5).
+        Rename a folder and its subfolders (and their subscriptions).
+        Renaming INBOX moves its messages into a new folder and leaves INBOX
+        empty (RFC 3501 6.3.5).
 
         @raise NoSuchFolder: C{old} does not exist.
         @raise FolderExists: C{new} exists.
         @raise FolderNotRemovable: C{old} is special-use.
+        @raise BadFolderName: C{new} is inside C{old}.
         """
 
     def subscriptions(address):
         """
-        @return: the subscribed folder names (which need not exist).
+        @return: the subscribed folder names (which need not exist), sorted.
         """
 
     def subscribe(address, name, subscribed=True):
@@ -206,6 +355,32 @@ class IMailStore(Interface):
         """
         @return: C{(usedBytes, limitBytes)}; C{limitBytes} is L{None} when the
             user has no quota.
+        """
+
+
+class IMailStoreFactory(Interface):
+    """
+    Makes the mailbox store named by C{[storage] backend}: a Twisted plugin
+    (a module-level object in a C{twisted/plugins/} directory on
+    C{sys.path} providing this and L{twisted.plugin.IPlugin}).  The
+    built-in backends C{maildir} and C{memory} are not plugins.
+
+    Call order: L{makeStore} once, when the service is built (before it
+    starts): it must not block for long nor start threads; open files
+    lazily in the store's (blocking) methods.
+    """
+
+    name = Attribute("The backend name used in the config, unique.")
+
+    def makeStore(options, config):
+        """
+        @param options: the C{[storage]} table without the keys mailplat
+            reads itself (C{backend}, C{path}, C{quota}, C{rescan_interval}).
+        @param config: the L{mailplat.config.Config}: C{config.storage.path}
+            is the store's directory (absolute), C{config.storage.quota} the
+            per-user quota in bytes (0 for none).
+        @return: an L{IMailStore}.
+        @raise ValueError: the options are wrong (the message says how).
         """
 
 

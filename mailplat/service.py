@@ -31,7 +31,7 @@ from mailplat.queue.control import ControlService
 from mailplat.queue.runner import QueueRunner
 from mailplat.recipients import resolverFor
 from mailplat.queue.store import QueueStore
-from mailplat.storage.maildir import MaildirStore
+from mailplat.storage.backends import buildStore
 from mailplat.tls import serverContextFactory
 
 __all__ = ["ListenError", "MailplatService"]
@@ -105,7 +105,9 @@ class MailplatService(service.MultiService):
                 reactor, self.commitPool, f, *args, **kwargs
             )
 
-        store = MaildirStore(config.storage.path, quota=config.storage.quota)
+        # [storage] backend: Maildir, memory or a plugin's store (raises
+        # PolicyError for bad options or a store of the wrong interface).
+        store = buildStore(config)
         users = userDatabase(config)
         self.realm = MailRealm(store)
         queue = QueueStore(config.queue.path)

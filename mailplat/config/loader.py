@@ -13,6 +13,11 @@ from mailplat.auth.userdb import UserFileError, parseUserFile
 from mailplat.config import schema
 from mailplat.config.units import parseDuration, parseSize
 
+# The stores [storage] backend names without a plugin (as
+# mailplat.storage.backends.BUILTIN_STORES, which imports more than the
+# loader needs).
+BUILTIN_STORES = ("maildir", "memory")
+
 _REQUIRED = object()
 
 
@@ -475,12 +480,23 @@ def configFromDict(data, baseDir, source="<config>"):
     t.finish()
 
     t = top.table("storage")
+    backend = t.get("backend", _string, "maildir")
     storage = schema.StorageConfig(
+        backend=backend,
         path=t.get("path", path, path("mail")),
         quota=t.get("quota", parseSize, 0),
         rescanInterval=t.get("rescan_interval", parseDuration, 1.0),
+        options={k: v for k, v in t.data.items() if k not in t.seen},
     )
-    t.finish()
+    if backend in BUILTIN_STORES:
+        t.finish()
+    elif backend is not None:
+        # A plugin store: the other keys are its options.  Plugins are
+        # looked up only here, when the config names one.
+        from mailplat.storage.backends import storeBackendProblems
+
+        for problem in storeBackendProblems(backend):
+            t.error("backend", problem)
 
     t = top.table("queue")
     queue = schema.QueueConfig(

@@ -207,6 +207,12 @@ class SmarthostConfig:
 
 @dataclass(frozen=True)
 class StorageConfig:
+    # The mailbox store: "maildir" (built in, the default), "memory" (built
+    # in, nothing kept across restarts) or the name of an IMailStoreFactory
+    # plugin.
+    backend: str = "maildir"
+    # The store's directory: Maildir trees and indexes for "maildir", what
+    # a plugin keeps (as its docs say) for a plugin; unused by "memory".
     path: str = "mail"
     # Per-user storage quota in bytes (RFC 9208 STORAGE), enforced at
     # delivery, APPEND and COPY; 0 means none.
@@ -216,6 +222,8 @@ class StorageConfig:
     # for mail other programs dropped in; changes made through mailplat are
     # seen at once.  0 looks every time.
     rescanInterval: float = 1.0
+    # A plugin backend's options: the other keys of [storage].
+    options: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

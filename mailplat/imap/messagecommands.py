@@ -589,7 +589,7 @@ def _render(folder, info, items, parse, recent):
             data = f.read()
             f.close()
             return _renderBytes(info, items, parse, recent, data)
-        size = os.fstat(f.fileno()).st_size
+        size = _fileSize(f)
         if size > _STREAM_CHUNK:
             return fetch.messageAttributes(info, items, None, size, recent), f
         data = f.read()
@@ -600,6 +600,23 @@ def _render(folder, info, items, parse, recent):
     except BaseException:
         f.close()
         raise
+
+
+def _fileSize(f):
+    """
+    The size of an open message: C{fstat} for a file on disk (Maildir),
+    else by seeking (a store's file object without a descriptor, such as a
+    L{io.BytesIO}: L{mailplat.interfaces.IMailFolder.openMessage} promises a
+    seekable binary file, not a descriptor).
+    """
+    try:
+        fd = f.fileno()
+    except (AttributeError, OSError):
+        position = f.tell()
+        size = f.seek(0, os.SEEK_END)
+        f.seek(position)
+        return size
+    return os.fstat(fd).st_size
 
 
 def _renderBytes(info, items, parse, recent, data):

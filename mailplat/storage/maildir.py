@@ -30,8 +30,6 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from typing import NamedTuple
-
 from zope.interface import implementer
 
 from mailplat._fsutil import fsyncAll, fsyncDirectory
@@ -49,6 +47,7 @@ from mailplat.interfaces import (
 from mailplat.storage import names as _names
 from mailplat.storage import nowait
 from mailplat.storage.index import UserIndex, indexPath
+from mailplat.storage.records import SPECIAL_FOLDERS, MessageInfo
 from mailplat.storage.state import FolderState, nextGeneration
 
 # Re-exported for callers that catch them from here.
@@ -75,15 +74,6 @@ LETTER_FLAGS = {v: k for k, v in FLAG_LETTERS.items()}
 SYSTEM_FLAGS = tuple(FLAG_LETTERS)
 DELETED = "\\Deleted"
 
-# The folders every user has, with their RFC 6154 attribute.
-SPECIAL_FOLDERS = (
-    ("Archive", "\\Archive"),
-    ("Drafts", "\\Drafts"),
-    ("Junk", "\\Junk"),
-    ("Sent", "\\Sent"),
-    ("Trash", "\\Trash"),
-)
-
 LEGACY_INDEX = "mailplat-uidlist"
 _TRASH_PREFIX = ".#deleted-"
 _COPY_CHUNK = 256 * 1024
@@ -93,37 +83,6 @@ _COPY_CHUNK = 256 * 1024
 # tmpfs, Btrfs) stamp with the kernel's clock tick, a few milliseconds.
 _SETTLE_NS = 1_000_000_000
 _SETTLE_FINE_NS = 50_000_000
-
-
-class MessageInfo(NamedTuple):
-    """
-    One message of a folder.  Immutable; a named tuple rather than a frozen
-    dataclass because FETCH and POP3 make many of them on the reactor thread
-    and a tuple is several times cheaper to build.
-
-    @ivar uid: its UID, stable across sessions and restarts.
-    @ivar key: the Maildir unique name (the file name before C{:2,}).
-    @ivar path: the file's absolute path when the info was made.
-    @ivar flags: the IMAP flags (system flags and keywords), a L{frozenset}
-        of L{str}.
-    @ivar size: the size in bytes, exactly as served.
-    @ivar recent: whether the message is still C{\\Recent}.
-    @ivar internalDate: the INTERNALDATE (RFC 3501 2.3.3), a POSIX time.
-    @ivar modseq: its modification sequence (RFC 7162).
-    """
-
-    uid: int
-    key: str
-    path: str
-    flags: frozenset
-    size: int
-    recent: bool
-    internalDate: float
-    modseq: int = 0
-
-    @property
-    def mtime(self):
-        return self.internalDate
 
 
 def systemFlags(flags):

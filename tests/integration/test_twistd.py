@@ -469,3 +469,83 @@ def test_thirdPartyDeliveryTargetFromConfig(tmp_path):
         assert content.endswith(b"\r\nSubject: order 42\r\n\r\none widget\r\n")
     finally:
         t.stop()
+
+
+def test_thirdPartyStoreAndCheckerFromConfig(tmp_path):
+    """
+    The example mailbox store (docs/examples/plugins, one SQLite file) named
+    in [storage] backend, with the example credential checker in [auth]
+    checkers, under twistd: mail sent over SMTP (logged in with an
+    application token) lands in the SQLite file, IMAP and POP3 read it, a
+    POP3 deletion is seen over IMAP, and an IMAP APPEND is read over POP3
+    by the token user.
+    """
+    import hashlib
+    import imaplib
+    import json
+    import poplib
+    import sqlite3
+
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps(
+        {"app@example.test": hashlib.sha256(b"app-token").hexdigest()}))
+    ports = _ports()
+    config = writeConfig(
+        str(tmp_path), ports,
+        extra='[storage]\nbackend = "example_sqlite"\nfile = "store.sqlite3"\n',
+    )
+    text = open(config).read().replace(
+        '[auth]\n', f'[auth]\ncheckers = ["userdb", "example-tokens:{tokens}"]\n')
+    open(config, "w").write(text)
+    plugins = os.path.join(REPO, "docs", "examples", "plugins")
+    t = Twistd(config, str(tmp_path / "twistd.log"))
+    t.env = {"PYTHONPATH": f"{REPO}:{plugins}"}
+    t.start()
+    try:
+        with smtplib.SMTP_SSL("127.0.0.1", ports["smtps"], context=insecureContext(),
+                              timeout=30) as s:
+            assert s.login("app@example.test", "app-token")[0] == 235
+            assert s.sendmail("app@example.test", ["demo@example.test"],
+                              b"Subject: into sqlite\r\n\r\nstored\r\n") == {}
+        t.waitForLog("status=delivered")
+        # The message is in the plugin's database, not in a Maildir.
+        db = sqlite3.connect(str(tmp_path / "mail" / "store.sqlite3"))
+        try:
+            rows = db.execute(
+                "SELECT folders.user, folders.name, messages.uid FROM messages "
+                "JOIN folders ON messages.folder = folders.id").fetchall()
+        finally:
+            db.close()
+        assert rows == [("demo@example.test", "INBOX", 1)]
+        assert not os.path.exists(tmp_path / "mail" / "example.test")
+
+        [viaImap] = imapFetchAll(ports["imaps"], True)
+        assert viaImap.startswith(b"Return-Path: <app@example.test>\r\n")
+        assert b"\r\nSubject: into sqlite\r\n" in viaImap
+        assert viaImap.endswith(b"\r\n\r\nstored\r\n")
+        assert popFetchAll(ports["pop3s"], True) == [viaImap]
+
+        # DELE over POP3 (the user database's password) ...
+        pop = poplib.POP3_SSL("127.0.0.1", ports["pop3s"], context=insecureContext())
+        pop.user("demo@example.test")
+        pop.pass_("demo")
+        assert pop.dele(1) == b"+OK Marked to be deleted."
+        assert pop.quit() == b"+OK Logging out, 1 messages deleted."
+        # ... and the message is gone over IMAP.
+        assert imapFetchAll(ports["imap"], False) == []
+
+        # The token user: APPEND over IMAP, read over POP3.
+        imap = imaplib.IMAP4_SSL("127.0.0.1", ports["imaps"], ssl_context=insecureContext())
+        assert imap.login("app@example.test", "app-token")[0] == "OK"
+        typ, data = imap.append("INBOX", r"(\Seen)", None,
+                                b"Subject: appended\r\n\r\nby the app\r\n")
+        assert typ == "OK", data
+        assert data[0].startswith(b"[APPENDUID ") and data[0].endswith(
+            b" 1] APPEND completed")
+        typ, data = imap.status("Sent", "(MESSAGES UIDNEXT)")
+        assert data == [b"Sent (MESSAGES 0 UIDNEXT 1)"]
+        imap.logout()
+        assert popFetchAll(ports["pop3"], False, "app@example.test", "app-token") == [
+            b"Subject: appended\r\n\r\nby the app\r\n"]
+    finally:
+        t.stop()

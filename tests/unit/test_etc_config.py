@@ -23,10 +23,17 @@ class EtcConfigTests(unittest.TestCase):
             "/etc/mailplat/tls/privkey.pem", key
         )
         config = loadConfigString(text, "/etc/mailplat")
+        self.assertEqual(
+            (config.storage.backend, config.storage.path, config.storage.options),
+            ("maildir", "/var/lib/mailplat/mail", {}),
+        )
         # The checks it lists build into a pipeline (no file is touched).
         from mailplat.service import MailplatService
 
         service = MailplatService(config)
+        from mailplat.storage.maildir import MaildirStore
+
+        self.assertIsInstance(service.context.store, MaildirStore)
         self.assertEqual(
             [c.name for c in service.context.policy.checks],
             ["connection_limits", "greet_pause", "iprev", "spf", "dkim", "dmarc",
