@@ -245,7 +245,7 @@ class QueueRunner(service.Service):
         @return: for each, L{None} or the exception.
         """
         try:
-            results = self.store.removeMany([item.id for item in items])
+            results = self.store.removeMany(items)
         finally:
             for item in items:
                 item.unlock()

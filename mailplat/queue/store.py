@@ -69,6 +69,9 @@ class QueuedMessage:
         self.offset = offset
         self.storedSize = size
         self.lockFD = None
+        # Whether active/<id>.state may exist (read at load, or written
+        # since): removal skips a useless unlink otherwise.
+        self.hasState = False
 
     @property
     def size(self):
@@ -118,7 +121,25 @@ class QueuedMessage:
     def contentChunks(self, chunkSize=_CHUNK):
         """
         I{blocking}.  Yield the message content in chunks.
+
+        A locked message is read through its lock's descriptor with
+        C{pread} (the same file: L{lockFile} checks it), which saves the
+        open, stat, seek and close of L{openContent}; a short read of a
+        regular file is its end.
         """
+        fd = self.lockFD
+        if fd is not None:
+            prefix = self.prefix
+            if prefix:
+                yield prefix
+            position = self.offset
+            while True:
+                chunk = os.pread(fd, chunkSize, position)
+                if chunk:
+                    yield chunk
+                if len(chunk) < chunkSize:
+                    return
+                position += len(chunk)
         with self.openContent() as f:
             while True:
                 chunk = f.read(chunkSize)
@@ -478,19 +499,24 @@ class QueueStore:
         if envelope.id != queueId:
             raise QueueFileError(f"{queueId}: envelope names {envelope.id!r}")
         statePath = path + ".state"
+        hasState = False
         try:
             with open(statePath, "rb") as f:
                 envelope.applyState(f.read())
+            hasState = True
         except FileNotFoundError:
             pass
         except ValueError as e:
             raise QueueFileError(f"{queueId}: state file: {e}") from None
-        return QueuedMessage(path, envelope, offset, size)
+        item = QueuedMessage(path, envelope, offset, size)
+        item.hasState = hasState
+        return item
 
     def saveState(self, item):
         """
         I{blocking}.  Durably record the per-recipient state of C{item}.
         """
+        item.hasState = True
         writeFileAtomically(item.path + ".state", item.envelope.stateJSON())
 
     def remove(self, queueId):
@@ -510,13 +536,20 @@ class QueueStore:
         I{blocking}.  L{remove} for several messages, with one directory
         fsync for all of them.
 
+        @param queueIds: queue ids, or L{QueuedMessage}s (whose state file
+            is unlinked only if it may exist).
         @return: for each id, L{None} or the L{OSError} that kept it.
         """
         results = []
         for queueId in queueIds:
+            suffixes = (".state", "")
+            if isinstance(queueId, QueuedMessage):
+                if not queueId.hasState:
+                    suffixes = ("",)
+                queueId = queueId.id
             path = os.path.join(self.activeDir, queueId)
             try:
-                for p in (path + ".state", path):
+                for p in [path + suffix for suffix in suffixes]:
                     try:
                         os.unlink(p)
                     except FileNotFoundError:

@@ -189,6 +189,43 @@ class CommitManyTests(unittest.TestCase):
         self.assertEqual(synced, [self.queue.activeDir])
         self.assertEqual(os.listdir(self.queue.activeDir), [items[2].id])
 
+    def test_removeManyItemsSkipsAbsentStateFiles(self):
+        """
+        Given L{QueuedMessage}s, removal unlinks C{.state} only for those that
+        have one (loaded with it, or saved since), and removes both then.
+        """
+        items = [spooled(self.queue).commit() for _ in range(3)]
+        self.queue.saveState(items[0])
+        reloaded = self.queue.load(items[0].id)
+        self.assertEqual([items[0].hasState, items[1].hasState, reloaded.hasState], [True, False, True])
+        unlinked = []
+        real = os.unlink
+        self.patch(os, "unlink", lambda p: (unlinked.append(os.path.basename(p)), real(p)))
+        self.assertEqual(self.queue.removeMany([reloaded, items[1]]), [None, None])
+        self.assertEqual(unlinked, [items[0].id + ".state", items[0].id, items[1].id])
+        self.assertEqual(os.listdir(self.queue.activeDir), [items[2].id])
+
+    def test_contentThroughTheLock(self):
+        """
+        A locked message is read through its lock's descriptor, in chunks,
+        with the added header fields first; the same bytes as from its path.
+        """
+        spool = spooled(self.queue)
+        body = b"".join(b"line %05d\r\n" % n for n in range(3000))
+        spool.write(body)
+        spool.envelope.headers = ["X-Added: yes\r\n"]
+        item = self.queue.load(spool.commit().id)
+        fromPath = b"".join(item.contentChunks(1000))
+        item.lock()
+        self.addCleanup(item.unlock)
+        opened = []
+        self.patch(QueuedMessage, "openContent", lambda self: opened.append(self))
+        for size in (1000, len(body), len(body) + 100, 7):
+            self.assertEqual(b"".join(item.contentChunks(size)), fromPath)
+        self.assertEqual(opened, [])
+        self.assertTrue(fromPath.startswith(b"X-Added: yes\r\n"))
+        self.assertTrue(fromPath.endswith(body))
+
     def test_envelopeJSONAsBefore(self):
         env = envelope(recipients=("x@example.test", "y@example.test"))
         env.client = {"address": "192.0.2.1", "helo": "h", "tls": None}
