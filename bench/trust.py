@@ -83,8 +83,14 @@ def runOnce(mode, count, dnsPort, scratch):
         elapsed = time.monotonic() - t0
         if r.returncode != 0:
             raise SystemExit(f"smtp-source failed: {r.stderr.strip()}")
-        log = server.output()
-        accepted = log.count(": accepted from=<bench@good.example>")
+        # The log is written in batches at most 50 ms late
+        # (mailplat/logobserver.py): give the last lines a moment.
+        deadline = time.monotonic() + 5
+        while True:
+            accepted = server.output().count(": accepted from=<bench@good.example>")
+            if accepted >= count or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         if accepted != count:
             raise SystemExit(f"{mode}: {accepted} of {count} accepted; see {server.logPath}")
         if mode == "on":
