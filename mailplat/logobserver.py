@@ -63,6 +63,15 @@ class _SecondClock:
         return self._text
 
 
+def _asTwistedWould(event):
+    """
+    Twisted's own formatting of C{event}, for what L{formatLine} leaves to it.
+    """
+    return formatEventAsClassicLogText(
+        event, formatTime=lambda when: twistedFormatTime(when, _TIME_FORMAT)
+    )
+
+
 def formatLine(event, stamp):
     """
     Format C{event} as one line of twistd's classic text log.
@@ -79,15 +88,11 @@ def formatLine(event, stamp):
         or "log_flattened" in event
         or "()" in fmt
     ):
-        return formatEventAsClassicLogText(
-            event, formatTime=lambda when: twistedFormatTime(when, _TIME_FORMAT)
-        )
+        return _asTwistedWould(event)
     try:
         text = fmt.format_map(event)
     except Exception:
-        return formatEventAsClassicLogText(
-            event, formatTime=lambda when: twistedFormatTime(when, _TIME_FORMAT)
-        )
+        return _asTwistedWould(event)
     if not text:
         return None
     if "\n" in text:

@@ -58,3 +58,33 @@ def isOurs(path):
     Whether a plugin file is one of mailplat's (by its name).
     """
     return os.path.basename(path).startswith(PREFIX)
+
+
+def findPlugins(interface, plugins=None):
+    """
+    The plugins of one extension point, with the problems that stop
+    start-up.
+
+    @param plugins: the plugin objects to use instead of looking them up
+        (tests); then nothing failed to import.
+    @return: C{(plugins, problems, failures)}: the plugin objects providing
+        C{interface}; a line for each mailplat plugin module (L{isOurs})
+        that failed to import; and C{(file, problem)} for every plugin
+        module that failed to import (hints for an unknown name).
+    """
+    if plugins is not None:
+        return list(plugins), [], []
+    plugins, failures = loadPlugins(interface)
+    problems = [
+        f"plugin {path} failed to load: {problem}"
+        for path, problem in failures
+        if isOurs(path)
+    ]
+    return plugins, problems, failures
+
+
+def describe(plugin):
+    """
+    How problems name a plugin object: its module, else its C{repr}.
+    """
+    return getattr(plugin, "__module__", None) or repr(plugin)

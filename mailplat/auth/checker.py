@@ -13,6 +13,21 @@ from mailplat.auth.passwords import dummyHash, verifyPassword
 from mailplat.auth.userdb import normalizeAddress
 
 
+def loginAndPassword(creds):
+    """
+    @param creds: L{IUsernamePassword} credentials (either part L{bytes} or
+        L{str}).
+    @return: C{(address, password)}: the user name as a normalized address
+        and the password, both L{str} (invalid UTF-8 replaced).
+    """
+    username, password = creds.username, creds.password
+    if isinstance(username, bytes):
+        username = username.decode("utf-8", "replace")
+    if isinstance(password, bytes):
+        password = password.decode("utf-8", "replace")
+    return normalizeAddress(username), password
+
+
 @implementer(ICredentialsChecker)
 class PasswordFileChecker:
     """
@@ -41,13 +56,7 @@ class PasswordFileChecker:
         return entry is not None and ok
 
     def requestAvatarId(self, creds):
-        username = creds.username
-        password = creds.password
-        if isinstance(username, bytes):
-            username = username.decode("utf-8", "replace")
-        if isinstance(password, bytes):
-            password = password.decode("utf-8", "replace")
-        username = normalizeAddress(username)
+        username, password = loginAndPassword(creds)
         d = self.runBlocking(self._check, username, password)
 
         def checked(ok):

@@ -29,8 +29,8 @@ from twisted.internet.interfaces import IReactorThreads
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from mailplat.auth.checker import loginAndPassword
 from mailplat.auth.hashpool import HashRunner
-from mailplat.auth.userdb import normalizeAddress
 
 PAM = "pam"
 
@@ -187,13 +187,7 @@ class PAMChecker:
         return True, None
 
     def requestAvatarId(self, creds):
-        username = creds.username
-        password = creds.password
-        if isinstance(username, bytes):
-            username = username.decode("utf-8", "replace")
-        if isinstance(password, bytes):
-            password = password.decode("utf-8", "replace")
-        address = normalizeAddress(username)
+        address, password = loginAndPassword(creds)
         pamUser = self.pamUser(address)
         if pamUser is None:
             self.log.info(

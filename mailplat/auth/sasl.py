@@ -26,7 +26,7 @@ from mailplat.interfaces import (
     SASLCancelled,
     SASLMalformedResponse,
 )
-from mailplat.plugins import isOurs, loadPlugins
+from mailplat.plugins import describe, findPlugins
 
 # The mechanisms offered when the config names none.
 DEFAULT = ("PLAIN", "LOGIN")
@@ -137,12 +137,6 @@ LOGIN = BuiltinMechanism("LOGIN", LoginMechanism)
 BUILTINS = (PLAIN, LOGIN)
 
 
-def _where(plugin):
-    """
-    A plugin object's module, to name it in problems.
-    """
-    return getattr(plugin, "__module__", None) or repr(plugin)
-
 
 def findMechanisms(plugins=None):
     """
@@ -158,17 +152,10 @@ def findMechanisms(plugins=None):
         C{(file, problem)} pairs of every plugin module that failed to
         import, as hints for unknown names.
     """
-    problems, failures = [], []
-    if plugins is None:
-        plugins, failures = loadPlugins(ISASLMechanismFactory)
-        problems += [
-            f"plugin {path} failed to load: {problem}"
-            for path, problem in failures
-            if isOurs(path)
-        ]
+    plugins, problems, failures = findPlugins(ISASLMechanismFactory, plugins)
     factories = {f.name: f for f in BUILTINS}
     for plugin in plugins:
-        where = _where(plugin)
+        where = describe(plugin)
         try:
             verifyObject(ISASLMechanismFactory, plugin)
         except Invalid as e:
@@ -192,7 +179,7 @@ def findMechanisms(plugins=None):
         if name in factories:
             problems.append(
                 f"SASL mechanism plugin {where}: the name {name!r} is taken by "
-                f"{_where(factories[name])}"
+                f"{describe(factories[name])}"
             )
             continue
         factories[name] = plugin
@@ -299,13 +286,13 @@ def buildRegistry(config, plugins=None):
                 mechanism = factory.makeMechanism("smtp", config.hostname)
             except Exception as e:
                 problems.append(
-                    f"SASL mechanism {name} ({_where(factory)}): makeMechanism "
+                    f"SASL mechanism {name} ({describe(factory)}): makeMechanism "
                     f"failed: {type(e).__name__}: {e}"
                 )
                 continue
             if not ISASLMechanism.providedBy(mechanism):
                 problems.append(
-                    f"SASL mechanism {name} ({_where(factory)}): makeMechanism "
+                    f"SASL mechanism {name} ({describe(factory)}): makeMechanism "
                     "returned an object that does not provide ISASLMechanism"
                 )
     if problems:

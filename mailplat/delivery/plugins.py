@@ -3,7 +3,7 @@ Delivery targets from Twisted plugins, named in C{[[target]]} tables.
 """
 
 from mailplat.interfaces import IDeliveryTarget, IDeliveryTargetFactory
-from mailplat.plugins import isOurs, loadPlugins
+from mailplat.plugins import findPlugins
 from mailplat.policy.registry import PolicyError
 
 
@@ -16,14 +16,7 @@ def buildTargets(context, plugins=None):
         a target that does not provide L{IDeliveryTarget}, two plugins with
         one name, a mailplat plugin module that fails to import.
     """
-    problems, failures = [], []
-    if plugins is None:
-        plugins, failures = loadPlugins(IDeliveryTargetFactory)
-        problems += [
-            f"plugin {path} failed to load: {problem}"
-            for path, problem in failures
-            if isOurs(path)
-        ]
+    plugins, problems, failures = findPlugins(IDeliveryTargetFactory, plugins)
     factories = {}
     for plugin in plugins:
         name = getattr(plugin, "name", None)

@@ -12,7 +12,7 @@ Recipients are refused unless a check accepts them: deny by default.
 """
 
 from mailplat.interfaces import ICheck, ICheckFactory
-from mailplat.plugins import isOurs, loadPlugins
+from mailplat.plugins import describe, findPlugins
 from mailplat.policy.builtin import BUILTINS
 from mailplat.policy.pipeline import Pipeline
 from mailplat.trust.checks import INBOUND, TRUST_CHECKS, AuthenticationResultsCheck
@@ -40,25 +40,20 @@ def checkFactories(plugins=None, failures=None):
     @raise PolicyError: two factories share a name, one has no name, or a
         mailplat plugin module (C{mailplat*.py}) failed to import.
     """
-    problems = []
-    if plugins is None:
-        plugins, broken = loadPlugins(ICheckFactory)
-        if failures is not None:
-            failures.extend(broken)
-        for path, problem in broken:
-            if isOurs(path):
-                problems.append(f"plugin {path} failed to load: {problem}")
+    plugins, problems, broken = findPlugins(ICheckFactory, plugins)
+    if failures is not None:
+        failures.extend(broken)
     factories = {f.name: f for f in BUILTINS + TRUST_CHECKS}
     for plugin in plugins:
         name = getattr(plugin, "name", None)
-        where = getattr(plugin, "__module__", None) or repr(plugin)
+        where = describe(plugin)
         if not isinstance(name, str) or not name:
             problems.append(f"check plugin {where}: it has no name")
             continue
         if name in factories:
-            other = getattr(factories[name], "__module__", repr(factories[name]))
             problems.append(
-                f"check plugin {where}: the name {name!r} is taken by {other}"
+                f"check plugin {where}: the name {name!r} is taken by "
+                f"{describe(factories[name])}"
             )
             continue
         factories[name] = plugin

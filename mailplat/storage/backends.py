@@ -14,13 +14,10 @@ from zope.interface.exceptions import Invalid
 from zope.interface.verify import verifyObject
 
 from mailplat.interfaces import IMailStore, IMailStoreFactory
-from mailplat.plugins import isOurs, loadPlugins
+from mailplat.plugins import describe, findPlugins
 
 BUILTIN_STORES = ("maildir", "memory")
 
-
-def _where(plugin):
-    return getattr(plugin, "__module__", None) or repr(plugin)
 
 
 def storeFactories(plugins=None):
@@ -33,28 +30,21 @@ def storeFactories(plugins=None):
         that failed to import; and C{(file, problem)} for every plugin module
         that failed to import.
     """
-    problems, failures = [], []
-    if plugins is None:
-        plugins, failures = loadPlugins(IMailStoreFactory)
-        problems += [
-            f"plugin {path} failed to load: {problem}"
-            for path, problem in failures
-            if isOurs(path)
-        ]
+    plugins, problems, failures = findPlugins(IMailStoreFactory, plugins)
     factories = {}
     for plugin in plugins:
         name = getattr(plugin, "name", None)
         if not isinstance(name, str) or not name:
-            problems.append(f"store plugin {_where(plugin)}: it has no name")
+            problems.append(f"store plugin {describe(plugin)}: it has no name")
         elif name in BUILTIN_STORES:
             problems.append(
-                f"store plugin {_where(plugin)}: the name {name!r} is taken by a "
+                f"store plugin {describe(plugin)}: the name {name!r} is taken by a "
                 "built-in store"
             )
         elif name in factories:
             problems.append(
-                f"store plugin {_where(plugin)}: the name {name!r} is taken by "
-                f"{_where(factories[name])}"
+                f"store plugin {describe(plugin)}: the name {name!r} is taken by "
+                f"{describe(factories[name])}"
             )
         else:
             factories[name] = plugin
@@ -108,7 +98,7 @@ def buildStore(config, plugins=None):
         raise PolicyError([f"storage.backend: {p}" for p in problems])
     factories = found[0]
     factory = factories[storage.backend]
-    where = f"storage ({storage.backend}, {_where(factory)})"
+    where = f"storage ({storage.backend}, {describe(factory)})"
     try:
         store = factory.makeStore(dict(storage.options), config)
     except ValueError as e:

@@ -37,7 +37,6 @@ from mailplat.interfaces import (
     INBOX,
     BadFolderName,
     FolderExists,
-    FolderNotRemovable,
     IMailFolder,
     IMailStore,
     MessageGone,
@@ -1277,16 +1276,9 @@ class _UserMail:
             row = self.index.folderByName(canonical)
             if row is None:
                 raise NoSuchFolder(canonical)
-            if canonical == INBOX:
-                raise FolderNotRemovable(canonical, "INBOX cannot be deleted")
-            if row.specialUse:
-                raise FolderNotRemovable(
-                    canonical, "Special-use mailboxes cannot be deleted"
-                )
-            if any(_names.isInside(r.name, canonical) for r in self.index.folders()):
-                raise FolderNotRemovable(
-                    canonical, "Mailbox has children; delete them first"
-                )
+            _names.checkDeletable(
+                canonical, row.specialUse, (r.name for r in self.index.folders())
+            )
             path = self.folderPath(canonical)
             trash = os.path.join(self.maildir, f"{_TRASH_PREFIX}{row.id}-{time.time_ns()}")
             if os.path.exists(path):
@@ -1307,12 +1299,7 @@ class _UserMail:
                 raise NoSuchFolder(oldName)
             if self.index.folderByName(newName) is not None:
                 raise FolderExists(newName)
-            if row.specialUse:
-                raise FolderNotRemovable(
-                    oldName, "Special-use mailboxes cannot be renamed"
-                )
-            if _names.isInside(newName, oldName) and oldName != INBOX:
-                raise BadFolderName(newName)
+            _names.checkRenamable(oldName, newName, row.specialUse)
             for parent in _names.parentNames(newName):
                 if self.index.folderByName(parent) is None:
                     self._create(parent)

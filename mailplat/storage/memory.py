@@ -24,9 +24,7 @@ from zope.interface import implementer
 
 from mailplat.interfaces import (
     INBOX,
-    BadFolderName,
     FolderExists,
-    FolderNotRemovable,
     IMailFolder,
     IMailStore,
     MessageGone,
@@ -446,16 +444,7 @@ class MemoryStore:
             folder = user.folders.get(canonical)
             if folder is None:
                 raise NoSuchFolder(canonical)
-            if canonical == INBOX:
-                raise FolderNotRemovable(canonical, "INBOX cannot be deleted")
-            if folder.specialUse:
-                raise FolderNotRemovable(
-                    canonical, "Special-use mailboxes cannot be deleted"
-                )
-            if any(_names.isInside(other, canonical) for other in user.folders):
-                raise FolderNotRemovable(
-                    canonical, "Mailbox has children; delete them first"
-                )
+            _names.checkDeletable(canonical, folder.specialUse, user.folders)
             del user.folders[canonical]
             folder._deleted = True
         folder._changed()
@@ -470,12 +459,7 @@ class MemoryStore:
                 raise NoSuchFolder(oldName)
             if newName in user.folders:
                 raise FolderExists(newName)
-            if folder.specialUse:
-                raise FolderNotRemovable(
-                    oldName, "Special-use mailboxes cannot be renamed"
-                )
-            if _names.isInside(newName, oldName) and oldName != INBOX:
-                raise BadFolderName(newName)
+            _names.checkRenamable(oldName, newName, folder.specialUse)
             for parent in _names.parentNames(newName):
                 if parent not in user.folders:
                     user._create(parent)

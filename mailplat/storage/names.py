@@ -13,7 +13,7 @@ is C{.a%2Eb}, C{a/b} is C{.a.b}).
 
 import re
 
-from mailplat.interfaces import INBOX, BadFolderName
+from mailplat.interfaces import INBOX, BadFolderName, FolderNotRemovable
 
 DELIMITER = "/"
 
@@ -122,3 +122,35 @@ def isInside(name, ancestor):
     @return: whether C{name} is below C{ancestor} in the hierarchy.
     """
     return name.startswith(ancestor + DELIMITER)
+
+
+def checkDeletable(name, specialUse, names):
+    """
+    The rules every store applies before deleting folder C{name}.
+
+    @param specialUse: the folder's special-use attribute, if any.
+    @param names: the canonical names of all the user's folders.
+    @raise FolderNotRemovable: C{name} is INBOX, a special-use folder, or has
+        subfolders.
+    """
+    if name == INBOX:
+        raise FolderNotRemovable(name, "INBOX cannot be deleted")
+    if specialUse:
+        raise FolderNotRemovable(name, "Special-use mailboxes cannot be deleted")
+    if any(isInside(other, name) for other in names):
+        raise FolderNotRemovable(name, "Mailbox has children; delete them first")
+
+
+def checkRenamable(old, new, specialUse):
+    """
+    The rules every store applies before renaming folder C{old} to C{new}
+    (which does not exist yet).
+
+    @raise FolderNotRemovable: C{old} is a special-use folder.
+    @raise BadFolderName: C{new} is inside C{old} (INBOX excepted: renaming it
+        moves its messages).
+    """
+    if specialUse:
+        raise FolderNotRemovable(old, "Special-use mailboxes cannot be renamed")
+    if isInside(new, old) and old != INBOX:
+        raise BadFolderName(new)

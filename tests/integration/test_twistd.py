@@ -159,14 +159,37 @@ def test_loginRefusedBeforeTLS(server):
         )
     conn = imaplib.IMAP4("127.0.0.1", server.ports["imap"])
     assert "LOGINDISABLED" in conn.capabilities
-    with pytest.raises(imaplib.IMAP4.error):
+    with pytest.raises(imaplib.IMAP4.error) as refused:
         conn.login("demo@example.test", "demo")
+    assert refused.value.args[0] == (
+        b"[PRIVACYREQUIRED] Plaintext authentication is disabled without TLS"
+    )
     conn.shutdown()
     pop = poplib.POP3("127.0.0.1", server.ports["pop3"])
     with pytest.raises(poplib.error_proto) as e:
         pop.user("demo@example.test")
-    assert e.value.args[0].startswith(b"-ERR [AUTH]")
+    assert e.value.args[0] == (
+        b"-ERR [AUTH] Plaintext authentication disallowed on non-secure "
+        b"(SSL/TLS) connections."
+    )
     pop.close()
+
+
+def _startupFails(config, cwd):
+    """
+    Run C{twistd -n mailplat --config CONFIG}, which must stop at start-up
+    with exit status 1 and no traceback.
+
+    @return: its standard error.
+    """
+    out = subprocess.run(
+        [os.path.join(BIN, "twistd"), "-n", "--pidfile=", "mailplat", "--config", str(config)],
+        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=REPO),
+        cwd=str(cwd), timeout=60,
+    )
+    assert out.returncode == 1
+    assert "Traceback" not in out.stdout + out.stderr
+    return out.stderr
 
 
 def test_configErrorsExitWithAList(tmp_path):
@@ -175,14 +198,8 @@ def test_configErrorsExitWithAList(tmp_path):
         'hostname = "mail.example.test"\nfoo = 1\n[domains]\nlocal = []\n'
         '[listen.x]\nprotocol = "smtp"\nendpoint = "tcp:nope"\ntls = "none"\n'
     )
-    out = subprocess.run(
-        [os.path.join(BIN, "twistd"), "-n", "--pidfile=", "mailplat", "--config", str(config)],
-        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=REPO),
-        cwd=str(tmp_path), timeout=60,
-    )
-    assert out.returncode == 1
-    assert "Traceback" not in out.stdout + out.stderr
-    assert out.stderr == (
+    stderr = _startupFails(config, tmp_path)
+    assert stderr == (
         f"mailplat: {config}: 3 configuration error(s):\n"
         "  - domains.local: list at least one local domain\n"
         "  - listen.x.endpoint: bad endpoint string 'tcp:nope': invalid literal "
@@ -200,16 +217,10 @@ def test_portInUseIsOneClearLine(tmp_path):
         ports = _ports()
         ports["imap"] = port
         config = writeConfig(str(tmp_path), ports)
-        out = subprocess.run(
-            [os.path.join(BIN, "twistd"), "-n", "--pidfile=", "mailplat", "--config", config],
-            capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=REPO),
-            cwd=str(tmp_path), timeout=60,
-        )
+        stderr = _startupFails(config, tmp_path)
     finally:
         blocker.close()
-    assert out.returncode == 1
-    assert "Traceback" not in out.stdout + out.stderr
-    assert out.stderr == (
+    assert stderr == (
         f"mailplat: cannot listen on tcp:{port}:interface=127.0.0.1 (listen.imap): "
         "Address already in use\n"
     )
@@ -296,14 +307,8 @@ def test_thirdPartyCheckPluginFromConfig(tmp_path):
 
 def test_unknownCheckStopsStartup(tmp_path):
     config = writeConfig(str(tmp_path), _ports(), extra='[[check]]\ntype = "nonesuch"\n')
-    out = subprocess.run(
-        [os.path.join(BIN, "twistd"), "-n", "--pidfile=", "mailplat", "--config", config],
-        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=REPO),
-        cwd=str(tmp_path), timeout=60,
-    )
-    assert out.returncode == 1
-    assert "Traceback" not in out.stdout + out.stderr
-    head, known = out.stderr.split("(known: ")
+    stderr = _startupFails(config, tmp_path)
+    head, known = stderr.split("(known: ")
     assert head == (
         f"mailplat: {config}: 1 configuration error(s):\n"
         "  - check[0]: unknown check type 'nonesuch' "
@@ -420,14 +425,8 @@ def test_unknownMechanismStopsStartup(tmp_path):
     text = open(config).read().replace(
         '[auth]\n', '[auth]\nmechanisms = ["PLAIN", "X-NONESUCH"]\n')
     open(config, "w").write(text)
-    out = subprocess.run(
-        [os.path.join(BIN, "twistd"), "-n", "--pidfile=", "mailplat", "--config", config],
-        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=REPO),
-        cwd=str(tmp_path), timeout=60,
-    )
-    assert out.returncode == 1
-    assert "Traceback" not in out.stdout + out.stderr
-    head, known = out.stderr.split("(known: ")
+    stderr = _startupFails(config, tmp_path)
+    head, known = stderr.split("(known: ")
     assert head == (
         f"mailplat: {config}: 1 configuration error(s):\n"
         "  - auth.mechanisms: unknown SASL mechanism 'X-NONESUCH' "

@@ -33,9 +33,7 @@ from zope.interface import implementer
 
 from mailplat.interfaces import (
     INBOX,
-    BadFolderName,
     FolderExists,
-    FolderNotRemovable,
     IMailFolder,
     IMailStore,
     IMailStoreFactory,
@@ -43,7 +41,13 @@ from mailplat.interfaces import (
     NoSuchFolder,
     QuotaExceeded,
 )
-from mailplat.storage.names import isInside, normalizeName, parentNames
+from mailplat.storage.names import (
+    checkDeletable,
+    checkRenamable,
+    isInside,
+    normalizeName,
+    parentNames,
+)
 from mailplat.storage.records import (
     SPECIAL_FOLDERS,
     FolderStatus,
@@ -459,12 +463,7 @@ class SQLiteStore:
             row = self._folderRow(user, canonical)
             if row is None:
                 raise NoSuchFolder(canonical)
-            if canonical == INBOX:
-                raise FolderNotRemovable(canonical, "INBOX cannot be deleted")
-            if row[1]:
-                raise FolderNotRemovable(canonical, "Special-use mailboxes cannot be deleted")
-            if any(isInside(n, canonical) for n in self._names(user)):
-                raise FolderNotRemovable(canonical, "Mailbox has children; delete them first")
+            checkDeletable(canonical, row[1], self._names(user))
             with self._db() as db:
                 db.execute("DELETE FROM messages WHERE folder = ?", (row[0],))
                 db.execute("DELETE FROM folders WHERE id = ?", (row[0],))
@@ -484,10 +483,7 @@ class SQLiteStore:
             names = self._names(user)
             if newName in names:
                 raise FolderExists(newName)
-            if row[1]:
-                raise FolderNotRemovable(oldName, "Special-use mailboxes cannot be renamed")
-            if isInside(newName, oldName) and oldName != INBOX:
-                raise BadFolderName(newName)
+            checkRenamable(oldName, newName, row[1])
             with self._db() as db:
                 for parent in parentNames(newName):
                     if parent not in names:
