@@ -35,12 +35,20 @@ class ListenerService(service.Service):
         self.tlsOptions = tlsOptions
         self.port = None
 
-    def bind(self):
-        if self.port is not None:
-            return
+    def buildFactory(self):
+        """
+        @return: the listener's protocol factory, wrapped in TLS for
+            implicit TLS.
+        """
         factory = self.makeFactory()
         if self.listener.tls == "implicit":
             factory = TLSMemoryBIOFactory(self.tlsOptions(), False, factory)
+        return factory
+
+    def bind(self):
+        if self.port is not None:
+            return
+        factory = self.buildFactory()
         endpoint = serverFromString(self.reactor, self.listener.endpoint)
         result = []
         endpoint.listen(factory).addBoth(result.append)

@@ -72,6 +72,45 @@ def _asTwistedWould(event):
     )
 
 
+def messageText(event):
+    """
+    The text of C{event}'s message, formatted the quick way (no failure, no
+    flattened fields, no method calls in the format string).
+
+    @return: the text, or L{None} when Twisted's own formatting is needed.
+    """
+    fmt = event.get("log_format")
+    if (
+        fmt.__class__ is not str
+        or "log_failure" in event
+        or "log_flattened" in event
+        or "()" in fmt
+    ):
+        return None
+    try:
+        return fmt.format_map(event)
+    except Exception:
+        return None
+
+
+def systemOf(event):
+    """
+    The C{[system]} part of twistd's line for C{event}.
+    """
+    system = event.get("log_system")
+    if system is None:
+        level = event.get("log_level")
+        return "{}#{}".format(
+            event.get("log_namespace", "-"), "-" if level is None else level.name
+        )
+    if system.__class__ is not str:
+        try:
+            return str(system)
+        except Exception:
+            return "UNFORMATTABLE"
+    return system
+
+
 def formatLine(event, stamp):
     """
     Format C{event} as one line of twistd's classic text log.
@@ -81,34 +120,14 @@ def formatLine(event, stamp):
     @return: the line (ending in a newline), or C{None} for an event with no
         text.
     """
-    fmt = event.get("log_format")
-    if (
-        fmt.__class__ is not str
-        or "log_failure" in event
-        or "log_flattened" in event
-        or "()" in fmt
-    ):
-        return _asTwistedWould(event)
-    try:
-        text = fmt.format_map(event)
-    except Exception:
+    text = messageText(event)
+    if text is None:
         return _asTwistedWould(event)
     if not text:
         return None
     if "\n" in text:
         text = text.replace("\n", "\n\t")
-    system = event.get("log_system")
-    if system is None:
-        level = event.get("log_level")
-        system = "{}#{}".format(
-            event.get("log_namespace", "-"), "-" if level is None else level.name
-        )
-    elif system.__class__ is not str:
-        try:
-            system = str(system)
-        except Exception:
-            system = "UNFORMATTABLE"
-    return f"{stamp(event.get('log_time'))} [{system}] {text}\n"
+    return f"{stamp(event.get('log_time'))} [{systemOf(event)}] {text}\n"
 
 
 @implementer(ILogObserver)

@@ -32,7 +32,7 @@ from mailplat.queue.runner import QueueRunner
 from mailplat.recipients import resolverFor
 from mailplat.queue.store import QueueStore
 from mailplat.storage.backends import buildStore
-from mailplat.tls import serverContextFactory
+from mailplat.tls import readPEM, serverContextFactoryFromPEM
 
 __all__ = ["ListenError", "MailplatService"]
 
@@ -113,15 +113,7 @@ class MailplatService(service.MultiService):
         queue = QueueStore(config.queue.path)
         local = LocalDelivery(store, users, config.isLocalDomain, runDelivery)
         self.resolver = Resolver.fromConfig(config.dns, reactor, runBlocking)
-        self.runner = QueueRunner(
-            queue,
-            [local, *outboundTargets(config, self.resolver, reactor, runDelivery)],
-            reactor,
-            runDelivery,
-            config.queue,
-            hostname=config.hostname,
-            postmaster=config.postmaster,
-        )
+        self.runner = self._makeRunner(queue, local, runDelivery)
         self.context = ServerContext(
             config=config,
             portal=self._portal(config.auth.checkers, users),
@@ -150,13 +142,9 @@ class MailplatService(service.MultiService):
         self.context.targets = buildTargets(self.context)
         self.sasl = buildRegistry(config)
         self.context.sasl = self.sasl.select(config.auth.mechanisms)
-        self.runner.targets[:0] = self.context.targets
         self.context.policy = buildPipeline(self.context)
         self.events = self.context.events
-        self.runner.observers.append(deliveryEvents(self.events))
-        self._submitter = Submitter(self.context, self.runner)
-        self.runner.setServiceParent(self)
-        ControlService(queue.controlPath, self.runner, reactor).setServiceParent(self)
+        self._startQueue(queue)
         # Watch the user and alias files every second, so that RCPT can use
         # the resolutions of recent recipients without a thread hand-off
         # (mailplat.recipients.RecipientResolver.cached).
@@ -164,15 +152,58 @@ class MailplatService(service.MultiService):
         watcher.clock = reactor
         watcher.setServiceParent(self)
         self.listeners = {}
+        self.smtpProcess = None
+        # The certificate and key files' bytes, once read.
+        self.tlsPEM = None
         for listener in config.listeners:
-            child = ListenerService(
-                listener,
-                self._makeFactory(listener),
-                reactor,
-                lambda: self.context.tlsOptions,
-            )
-            child.setServiceParent(self)
-            self.listeners[listener.name] = child
+            child = self._makeListener(listener)
+            if child is not None:
+                child.setServiceParent(self)
+                self.listeners[listener.name] = child
+        if config.smtp.separateProcess:
+            from mailplat.smtpprocess import SMTPProcessService
+
+            # Bound here (before twistd drops privileges), served there.
+            self.smtpProcess = SMTPProcessService(self)
+            self.smtpProcess.setServiceParent(self)
+
+    # -- the parts a separate SMTP process (mailplat.smtpchild) replaces
+
+    def _makeRunner(self, queue, local, runDelivery):
+        return QueueRunner(
+            queue,
+            [local, *outboundTargets(self.config, self.resolver, self.reactor, runDelivery)],
+            self.reactor,
+            runDelivery,
+            self.config.queue,
+            hostname=self.config.hostname,
+            postmaster=self.config.postmaster,
+        )
+
+    def _startQueue(self, queue):
+        self.runner.targets[:0] = self.context.targets
+        self.runner.observers.append(deliveryEvents(self.events))
+        self._submitter = Submitter(self.context, self.runner)
+        self.runner.setServiceParent(self)
+        ControlService(queue.controlPath, self.runner, self.reactor).setServiceParent(
+            self
+        )
+
+    def _makeListener(self, listener):
+        """
+        @return: the service that listens for C{listener}; with
+            C{[smtp] separate_process}, an SMTP listener is only bound here
+            (L{mailplat.smtpprocess.HandedOffListener}).
+        """
+        cls = ListenerService
+        if listener.protocol == "smtp" and self.config.smtp.separateProcess:
+            from mailplat.smtpprocess import HandedOffListener as cls
+        return cls(
+            listener,
+            self._makeFactory(listener),
+            self.reactor,
+            lambda: self.context.tlsOptions,
+        )
 
     @classmethod
     def fromTOML(cls, text, baseDir, reactor=None):
@@ -218,7 +249,8 @@ class MailplatService(service.MultiService):
     def _loadTLS(self):
         tls = self.config.tls
         if tls.certificate and self.context.tlsOptions is None:
-            self.context.tlsOptions = serverContextFactory(tls.certificate, tls.key)
+            self.tlsPEM = readPEM(tls.certificate, tls.key)
+            self.context.tlsOptions = serverContextFactoryFromPEM(*self.tlsPEM)
 
     def privilegedStartService(self):
         """
@@ -244,13 +276,7 @@ class MailplatService(service.MultiService):
         @raise ListenError: a port could not be bound.
         """
         self._loadTLS()
-        os.makedirs(self.config.storage.path, mode=0o700, exist_ok=True)
-        for name in self.context.queue.create():
-            self.log.info(
-                "{queueId}: removed a partly received message left by an earlier "
-                "run (it never got a 250)",
-                queueId=name,
-            )
+        self._prepareDirectories()
         self.deliveryPool.start()
         self.commitPool.start()
         try:
@@ -258,6 +284,15 @@ class MailplatService(service.MultiService):
         except ListenError:
             self.stopService()
             raise
+
+    def _prepareDirectories(self):
+        os.makedirs(self.config.storage.path, mode=0o700, exist_ok=True)
+        for name in self.context.queue.create():
+            self.log.info(
+                "{queueId}: removed a partly received message left by an earlier "
+                "run (it never got a 250)",
+                queueId=name,
+            )
 
     def stopService(self):
         """

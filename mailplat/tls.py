@@ -15,10 +15,28 @@ def serverContextFactory(certificatePath, keyPath):
 
     @rtype: L{twisted.internet.ssl.CertificateOptions}
     """
+    return serverContextFactoryFromPEM(*readPEM(certificatePath, keyPath))
+
+
+def readPEM(certificatePath, keyPath):
+    """
+    I{blocking}.  @return: the bytes of the certificate and key files.
+    """
     with open(certificatePath, "rb") as f:
-        certs = x509.load_pem_x509_certificates(f.read())
+        certificate = f.read()
     with open(keyPath, "rb") as f:
-        key = load_pem_private_key(f.read(), password=None)
+        key = f.read()
+    return certificate, key
+
+
+def serverContextFactoryFromPEM(certificatePEM, keyPEM):
+    """
+    L{serverContextFactory} from the files' contents (a separate SMTP
+    process gets them from its parent: the key may be readable by root
+    only).
+    """
+    certs = x509.load_pem_x509_certificates(certificatePEM)
+    key = load_pem_private_key(keyPEM, password=None)
     return ssl.CertificateOptions(
         # pyOpenSSL takes cryptography's objects directly (its own X509 and
         # PKey wrappers are deprecated).

@@ -97,6 +97,12 @@ def _integer(value):
     return value
 
 
+def _boolean(value):
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false, got {type(value).__name__}")
+    return value
+
+
 def _choice(*choices):
     def convert(value):
         value = _string(value)
@@ -541,6 +547,7 @@ def configFromDict(data, baseDir, source="<config>"):
         authThrottleWindow=t.get(
             "auth_throttle_window", parseDuration, d.authThrottleWindow
         ),
+        separateProcess=t.get("separate_process", _boolean, d.separateProcess),
     )
     if smtp.maxCommandLine is not None and smtp.maxCommandLine < 512:
         t.error("max_command_line", "must be at least 512 (RFC 5321 4.5.3.1.4)")

@@ -62,6 +62,9 @@ class SMTPConfig:
     # up to authThrottleMax, forgotten after authThrottleWindow.
     authThrottleMax: float = 30.0
     authThrottleWindow: float = 3600.0
+    # Run every SMTP listener in one child process of its own
+    # (mailplat.smtpprocess), so that receiving and delivering use two cores.
+    separateProcess: bool = False
 
 
 @dataclass(frozen=True)

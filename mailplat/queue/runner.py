@@ -188,6 +188,28 @@ class QueueRunner(service.Service):
         d.addCallback(scheduleAll)
         return d
 
+    def scheduleNew(self):
+        """
+        Try now every message in the queue that is not scheduled (committed
+        by a separate SMTP process that died before it said so).
+
+        @return: a Deferred firing with the ids scheduled.
+        """
+        d = self.runBlocking(self.store.ids)
+
+        def scheduleUnknown(ids):
+            new = [
+                i
+                for i in ids
+                if i not in self._timers and i not in self._running
+            ]
+            for i in new:
+                self.schedule(i, 0)
+            return new
+
+        d.addCallback(scheduleUnknown)
+        return d
+
     def retryDelay(self, attempts):
         n = max(attempts, 1) - 1
         return min(self.config.retryInitial * (2**n), self.config.retryMax)

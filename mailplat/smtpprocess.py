@@ -1,0 +1,326 @@
+"""
+C{[smtp] separate_process = true}: every SMTP listener is served by one child
+process (L{mailplat.smtpchild}), so that receiving mail and delivering it use
+two cores, as Postfix's smtpd and its delivery agents do.
+
+The main process binds the SMTP ports as usual (before twistd drops
+privileges, so port errors are reported as without the child) but does not
+accept on them: it hands the listening sockets to the child, which runs the
+SMTP sessions, the policy checks and the group commit into the queue.  The
+child tells the main process, one line each on its standard output (tab
+separated, fields escaped by L{escape}; not JSON, which cost a fifth of the
+child's time with several log lines per message):
+
+    - C{Q<id>	<sender>}: message C{id} is durable in C{active/} (it got its
+      250): the main process's queue runner tries it now, and the main
+      process emits the C{accepted} L{mailplat.events.MailEvent}.
+    - C{L<time>	<level>	<system>	<text>}: a log event, written to the
+      main process's log as if it had been logged there.
+    - C{E<json>}: any other L{mailplat.events.MailEvent}.
+    - C{R<pid>}: the child serves the listening sockets.
+
+The main process writes one pickled bootstrap record on the child's standard
+input (the config, the TLS certificate and key, the listening sockets' file
+descriptors, C{sys.path}) and keeps it open: the child stops when it closes.
+
+Nothing is lost when the child dies: every message it acknowledged is in
+C{active/}, and the main process schedules every queue file it does not know
+yet (L{mailplat.queue.runner.QueueRunner.scheduleNew}).  Until a new child is
+ready (one is started after a growing delay) the main process accepts on the
+SMTP ports itself.
+
+All SMTP limits stay exact (connections per IP, AUTH throttling): there is
+one SMTP process.
+"""
+
+import json
+import os
+import pickle
+import re
+import struct
+import sys
+
+from twisted.application import service
+from twisted.internet import defer, protocol
+from twisted.logger import Logger, LogLevel, globalLogPublisher
+
+from mailplat.events import ACCEPTED, MailEvent
+from mailplat.listeners import ListenerService
+
+# How long the child gets to finish at shutdown before it is killed.
+STOP_TIMEOUT = 10.0
+# Restart delays after the child dies: doubled each time, reset by a child
+# that ran for a minute.
+RESTART_INITIAL = 0.5
+RESTART_MAX = 30.0
+
+
+_LEVELS = {level.name: level for level in LogLevel.iterconstants()}
+_ESCAPED = re.compile(r"\\(.)")
+_UNESCAPE = {"n": "\n", "t": "\t"}
+
+
+def escape(text):
+    """
+    C{text} without newlines or tabs (see L{unescape}).
+    """
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
+
+
+def unescape(text):
+    if "\\" not in text:
+        return text
+    return _ESCAPED.sub(lambda m: _UNESCAPE.get(m.group(1), m.group(1)), text)
+
+
+class HandedOffListener(ListenerService):
+    """
+    A listener bound in the main process and served by the SMTP process: the
+    main process accepts on it only while no SMTP process is ready.
+    """
+
+    def bind(self):
+        first = self.port is None
+        ListenerService.bind(self)
+        if first:
+            self.port.stopReading()
+
+    def serveHere(self, serve):
+        """
+        Accept on this socket in this process (C{serve}), or leave it to the
+        SMTP process.
+        """
+        if self.port is None:
+            return
+        if serve:
+            self.port.startReading()
+        else:
+            self.port.stopReading()
+
+
+def bootstrapRecord(mail, listeners):
+    """
+    @return: the bytes the child reads first: a length and a pickle.
+    """
+    record = pickle.dumps(
+        {
+            "config": mail.config,
+            "tlsPEM": mail.tlsPEM,
+            "listeners": listeners,
+            "path": list(sys.path),
+        }
+    )
+    return struct.pack("!Q", len(record)) + record
+
+
+class _ChildProtocol(protocol.ProcessProtocol):
+    log = Logger()
+
+    def __init__(self, owner):
+        self.owner = owner
+        self._buffer = b""
+        self._errors = b""
+        self.ended = defer.Deferred()
+        self.pid = None
+
+    def connectionMade(self):
+        self.pid = self.transport.pid
+
+    def outReceived(self, data):
+        lines = (self._buffer + data).split(b"\n")
+        self._buffer = lines.pop()
+        for line in lines:
+            try:
+                self.owner.received(line.decode("utf-8"))
+            except Exception:
+                self.log.failure(
+                    "smtp process [{pid}]: unreadable message {line!r}",
+                    pid=self.pid,
+                    line=line[:200],
+                )
+
+    def errReceived(self, data):
+        lines = (self._errors + data).split(b"\n")
+        self._errors = lines.pop()
+        for line in lines:
+            self.log.error(
+                "smtp process [{pid}]: {line}",
+                pid=self.pid,
+                line=line.decode("utf-8", "replace"),
+            )
+
+    def processEnded(self, reason):
+        if self._errors:
+            self.errReceived(b"\n")
+        self.owner.ended(self, reason)
+        self.ended.callback(None)
+
+
+class SMTPProcessService(service.Service):
+    """
+    Starts the SMTP process, relays what it reports and restarts it when it
+    dies.
+
+    @ivar mail: the L{mailplat.service.MailplatService}.
+    @ivar child: the running child's L{_ChildProtocol}, or L{None}.
+    @ivar started: how many children were started (for tests).
+    """
+
+    name = "smtp-process"
+    log = Logger()
+
+    def __init__(self, mail):
+        self.mail = mail
+        self.child = None
+        self.started = 0
+        self._delay = RESTART_INITIAL
+        self._restart = None
+        self._startedAt = None
+        self._ready = []
+
+    def _listeners(self):
+        return [
+            child
+            for child in self.mail.listeners.values()
+            if isinstance(child, HandedOffListener)
+        ]
+
+    def whenReady(self):
+        """
+        @return: a Deferred firing when a child serves the SMTP ports (for
+            tests and embedding).
+        """
+        d = defer.Deferred()
+        self._ready.append(d)
+        return d
+
+    def startService(self):
+        service.Service.startService(self)
+        self._spawn()
+
+    def _spawn(self):
+        self._restart = None
+        reactor = self.mail.reactor
+        childFDs = {0: "w", 1: "r", 2: "r"}
+        specs = []
+        for n, listener in enumerate(self._listeners()):
+            fd = 3 + n
+            childFDs[fd] = listener.port.fileno()
+            specs.append((listener.listener.name, fd, listener.port.socket.family))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        child = _ChildProtocol(self)
+        self.child = child
+        self.started += 1
+        self._startedAt = reactor.seconds()
+        reactor.spawnProcess(
+            child,
+            sys.executable,
+            [sys.executable, "-m", "mailplat.smtpchild"],
+            env=env,
+            childFDs=childFDs,
+        )
+        child.transport.write(bootstrapRecord(self.mail, specs))
+        self.log.info("smtp process [{pid}]: started", pid=child.pid)
+
+    def received(self, line):
+        """
+        One line from the child (see the module docstring).
+        """
+        kind = line[:1]
+        if kind == "L":
+            when, level, system, text = line[1:].split("\t", 3)
+            globalLogPublisher(
+                {
+                    "log_time": float(when),
+                    "log_level": _LEVELS[level],
+                    "log_system": unescape(system),
+                    "log_format": "{log_text}",
+                    "log_text": unescape(text),
+                }
+            )
+        elif kind == "Q":
+            queueId, sender = line[1:].split("\t", 1)
+            self.mail.runner.schedule(queueId, 0)
+            self.mail.events.emit(MailEvent(ACCEPTED, queueId, unescape(sender)))
+        elif kind == "E":
+            self.mail.events.emit(MailEvent(**json.loads(line[1:])))
+        elif kind == "R":
+            self._serving(int(line[1:]))
+        else:
+            raise ValueError("unknown message")
+
+    def _serving(self, pid):
+        for listener in self._listeners():
+            listener.serveHere(False)
+        self.log.info(
+            "smtp process [{pid}]: serving {names}",
+            pid=pid,
+            names=", ".join(l.listener.name for l in self._listeners()),
+        )
+        ready, self._ready = self._ready, []
+        for d in ready:
+            d.callback(pid)
+
+    def ended(self, child, reason):
+        if child is not self.child:
+            return
+        self.child = None
+        if not self.running:
+            self.log.info(
+                "smtp process [{pid}]: stopped ({reason})",
+                pid=child.pid,
+                reason=reason.getErrorMessage(),
+            )
+            return
+        reactor = self.mail.reactor
+        if reactor.seconds() - self._startedAt > 60:
+            self._delay = RESTART_INITIAL
+        self.log.error(
+            "smtp process [{pid}]: ended unexpectedly ({reason}); this process "
+            "accepts SMTP until a new one is ready in {delay:.1f}s",
+            pid=child.pid,
+            reason=reason.getErrorMessage(),
+            delay=self._delay,
+        )
+        for listener in self._listeners():
+            listener.serveHere(True)
+        # The messages it acknowledged but did not announce are in active/.
+        self.mail.runner.scheduleNew()
+        self._restart = reactor.callLater(self._delay, self._spawn)
+        self._delay = min(self._delay * 2, RESTART_MAX)
+
+    def stopService(self):
+        service.Service.stopService(self)
+        if self._restart is not None and self._restart.active():
+            self._restart.cancel()
+        self._restart = None
+        child = self.child
+        if child is None:
+            return None
+        reactor = self.mail.reactor
+        try:
+            child.transport.closeStdin()
+        except Exception:
+            pass
+
+        def kill():
+            self.log.warn(
+                "smtp process [{pid}]: still running {timeout:.0f}s after the "
+                "request to stop; killing it",
+                pid=child.pid,
+                timeout=STOP_TIMEOUT,
+            )
+            try:
+                child.transport.signalProcess("KILL")
+            except Exception:
+                pass
+
+        killer = reactor.callLater(STOP_TIMEOUT, kill)
+
+        def stopped(result):
+            if killer.active():
+                killer.cancel()
+            return result
+
+        return child.ended.addBoth(stopped)
