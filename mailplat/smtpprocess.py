@@ -4,7 +4,8 @@ process (L{mailplat.smtpchild}), so that receiving mail and delivering it use
 two cores, as Postfix's smtpd and its delivery agents do.
 
 The main process binds the SMTP ports as usual (before twistd drops
-privileges, so port errors are reported as without the child) but does not
+privileges, so port errors are reported as without the child) but, once the
+child is ready, does not
 accept on them: it hands the listening sockets to the child, which runs the
 SMTP sessions, the policy checks and the group commit into the queue.  The
 child tells the main process, one line each on its standard output (tab
@@ -25,9 +26,9 @@ descriptors, C{sys.path}) and keeps it open: the child stops when it closes.
 
 Nothing is lost when the child dies: every message it acknowledged is in
 C{active/}, and the main process schedules every queue file it does not know
-yet (L{mailplat.queue.runner.QueueRunner.scheduleNew}).  Until a new child is
-ready (one is started after a growing delay) the main process accepts on the
-SMTP ports itself.
+yet (L{mailplat.queue.runner.QueueRunner.scheduleNew}).  Until a child is
+ready (at start-up, and after a child died: a new one is started after a
+growing delay) the main process accepts on the SMTP ports itself.
 
 All SMTP limits stay exact (connections per IP, AUTH throttling): there is
 one SMTP process.
@@ -76,14 +77,10 @@ def unescape(text):
 class HandedOffListener(ListenerService):
     """
     A listener bound in the main process and served by the SMTP process: the
-    main process accepts on it only while no SMTP process is ready.
+    main process accepts on it only while no SMTP process is ready (at
+    start-up, so that the server answers as soon as without a child, and
+    after a child died).
     """
-
-    def bind(self):
-        first = self.port is None
-        ListenerService.bind(self)
-        if first:
-            self.port.stopReading()
 
     def serveHere(self, serve):
         """
