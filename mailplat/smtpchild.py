@@ -14,6 +14,7 @@ import dataclasses
 import json
 import os
 import pickle
+import select
 import signal
 import struct
 import sys
@@ -52,18 +53,22 @@ def readBootstrap(fd=0):
 
 class ParentChannel(protocol.Protocol):
     """
-    Standard input and output, to and from the main process.  Lines sent
-    before the pipe is connected wait; the process stops when the main
-    process closes its end.
+    The pipes to and from the main process: lines are written to standard
+    output with C{os.write}, all those of one reactor turn at once, and the
+    last ones at shutdown (L{close}); standard input is only read for its
+    end: the process stops when the main process closes it.
+
+    Not Twisted's standard output transport: it is closed as soon as
+    standard input ends, and again when the reactor disconnects everything
+    at shutdown, and the lines of the sessions closed then would be lost.
     """
 
-    def __init__(self, reactor):
+    def __init__(self, reactor, fd=1):
         self.reactor = reactor
-        self._pending = []
-
-    def connectionMade(self):
-        pending, self._pending = self._pending, None
-        self.transport.write(b"".join(pending))
+        self.fd = fd
+        self._lines = []
+        self._scheduled = False
+        self._closed = False
 
     def send(self, line):
         """
@@ -71,18 +76,45 @@ class ParentChannel(protocol.Protocol):
         """
         line = line.encode("utf-8", "backslashreplace") + b"\n"
         if not threadable.isInIOThread():
-            self.reactor.callFromThread(self._write, line)
+            self.reactor.callFromThread(self._add, line)
         else:
-            self._write(line)
+            self._add(line)
 
-    def _write(self, line):
-        if self._pending is not None:
-            self._pending.append(line)
-        elif self.transport is not None:
-            self.transport.write(line)
+    def _add(self, line):
+        if self._closed:
+            return
+        self._lines.append(line)
+        if not self._scheduled:
+            self._scheduled = True
+            self.reactor.callLater(0, self.flush)
+
+    def flush(self):
+        """
+        Write every waiting line (blocking: the main process always reads).
+        """
+        self._scheduled = False
+        data, self._lines = b"".join(self._lines), []
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(self.fd, view)
+            except BlockingIOError:
+                select.select([], [self.fd], [])
+                continue
+            except OSError:
+                # The main process is gone: nobody is left to tell.
+                self._closed = True
+                return
+            view = view[n:]
+
+    def close(self):
+        """
+        Write what is left; later lines are dropped.
+        """
+        self.flush()
+        self._closed = True
 
     def connectionLost(self, reason):
-        self.transport = None
         if self.reactor.running:
             self.reactor.stop()
 
@@ -216,10 +248,13 @@ def main():
         [LogForwarder(channel)], redirectStandardIO=False
     )
     mail = SMTPChildService(bootstrap, channel, reactor)
-    StandardIO(channel, reactor=reactor)
+    # Standard input only: output goes through the channel (see its
+    # docstring).
+    StandardIO(channel, stdout=os.open(os.devnull, os.O_WRONLY), reactor=reactor)
     mail.privilegedStartService()
     mail.startService()
     reactor.addSystemEventTrigger("before", "shutdown", mail.stopService)
+    reactor.addSystemEventTrigger("after", "shutdown", channel.close)
     # The main process stops it by closing its standard input.  Ctrl-C at a
     # terminal reaches the whole process group: the main process handles it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

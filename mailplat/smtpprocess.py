@@ -282,10 +282,22 @@ class SMTPProcessService(service.Service):
         )
         for listener in self._listeners():
             listener.serveHere(True)
-        # The messages it acknowledged but did not announce are in active/.
+        # The messages it acknowledged but did not announce are in active/;
+        # those it was receiving are half-written in tmp/.
         self.mail.runner.scheduleNew()
+        d = self.mail.context.runBlocking(self.mail.context.queue.removeOrphans)
+        d.addCallback(self._removed)
+        d.addErrback(lambda f: self.log.failure("cannot clean the queue's tmp/", f))
         self._restart = reactor.callLater(self._delay, self._spawn)
         self._delay = min(self._delay * 2, RESTART_MAX)
+
+    def _removed(self, ids):
+        for queueId in ids:
+            self.log.info(
+                "{queueId}: removed a partly received message left by the "
+                "smtp process (it never got a 250)",
+                queueId=queueId,
+            )
 
     def stopService(self):
         service.Service.stopService(self)

@@ -230,6 +230,7 @@ class SpoolFile:
         self.envelope = envelope
         self.tmpPath = os.path.join(queue.tmpDir, envelope.id)
         self._file = open(self.tmpPath, "xb", buffering=_CHUNK)
+        queue.spooling.add(envelope.id)
         header = envelope.toJSON()
         self._header = header
         self._reserved = len(header) + _ENVELOPE_RESERVE
@@ -305,6 +306,7 @@ class SpoolFile:
         except BaseException:
             self.abort()
             raise
+        self.queue.spooling.discard(self.envelope.id)
         return QueuedMessage(final, self.envelope, self.offset, self.size)
 
     def flush(self):
@@ -354,6 +356,7 @@ class SpoolFile:
             os.unlink(self.tmpPath)
         except FileNotFoundError:
             pass
+        self.queue.spooling.discard(self.envelope.id)
 
 
 class QueueStore:
@@ -368,6 +371,8 @@ class QueueStore:
         self.quarantineDir = os.path.join(path, "quarantine")
         self.holdDir = os.path.join(path, "hold")
         self.controlPath = os.path.join(path, "control")
+        # The ids of the messages this process is receiving (in tmp/).
+        self.spooling = set()
 
     def create(self):
         """
@@ -382,6 +387,26 @@ class QueueStore:
         for name in os.listdir(self.tmpDir):
             os.unlink(os.path.join(self.tmpDir, name))
             removed.append(name)
+        return removed
+
+    def removeOrphans(self):
+        """
+        I{blocking}.  Remove what another process (a separate SMTP process
+        that died) left in C{tmp/}: every file but those of this process's
+        own messages being received (L{spooling}).
+
+        @return: the ids removed.
+        """
+        removed = []
+        for name in os.listdir(self.tmpDir):
+            queueId = name.split(".", 1)[0]
+            if queueId in self.spooling:
+                continue
+            try:
+                os.unlink(os.path.join(self.tmpDir, name))
+            except FileNotFoundError:
+                continue
+            removed.append(queueId)
         return removed
 
     def spool(self, envelope):
