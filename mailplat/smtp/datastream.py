@@ -71,6 +71,7 @@ class DataDecoder:
                 break
             line = buf[pos : nl + 1]
             pos = nl + 1
+            headerEnds = False
             if self._lineStart:
                 if line == b".\r\n" and self._prevCRLF:
                     self.done = True
@@ -80,6 +81,7 @@ class DataDecoder:
                 if self._inHeaders:
                     if line == b"\r\n" or line == b"\n":
                         self._inHeaders = False
+                        headerEnds = True
                     elif line[:9].lower() == b"received:":
                         self.receivedCount += 1
             if line[-2:] == b"\r\n":
@@ -90,6 +92,12 @@ class DataDecoder:
                 line = line[:-1] + b"\r\n"
             out.append(line)
             self._lineStart = True
+            if headerEnds and self.fastPath:
+                # The rest of this chunk is body: the fast path, if it can.
+                decoded = self._feedBody(buf[pos:])
+                if decoded is not None:
+                    out.append(decoded[0])
+                    return b"".join(out), decoded[1]
         self._partialLine(buf[pos:], out)
         return b"".join(out), None
 
