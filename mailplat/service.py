@@ -160,7 +160,9 @@ class MailplatService(service.MultiService):
             if child is not None:
                 child.setServiceParent(self)
                 self.listeners[listener.name] = child
-        if config.smtp.separateProcess:
+        if config.smtp.separateProcess and any(
+            l.protocol == "smtp" for l in config.listeners
+        ):
             from mailplat.smtpprocess import SMTPProcessService
 
             # Bound here (before twistd drops privileges), served there.

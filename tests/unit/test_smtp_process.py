@@ -687,3 +687,40 @@ class OrphanTests(unittest.TestCase):
         other = queue.spool(Envelope(id="GONE", sender="", recipients=[], arrival=0.0))
         other.abort()
         self.assertEqual(queue.spooling, set())
+
+
+class ServiceTests(unittest.TestCase):
+    """
+    L{MailplatService} with C{separate_process}: SMTP listeners become
+    L{HandedOffListener}s served by an L{SMTPProcessService}; without an
+    SMTP listener there is no SMTP process.
+    """
+
+    def build(self, listeners):
+        from mailplat.certs import makeSelfSigned
+        from mailplat.service import MailplatService
+
+        directory = os.path.abspath(self.mktemp())
+        cert, key = makeSelfSigned("localhost", os.path.join(directory, "tls"))
+        return MailplatService.fromTOML(
+            'hostname = "m.example.test"\n[domains]\nlocal = ["example.test"]\n'
+            'postmaster = "demo@example.test"\n[smtp]\nseparate_process = true\n'
+            f'[tls]\ncertificate = "{cert}"\nkey = "{key}"\n'
+            + listeners,
+            directory,
+        )
+
+    def test_smtpListenersHandedOff(self):
+        service = self.build(
+            '[listen.smtp]\nprotocol = "smtp"\nendpoint = "tcp:0"\n'
+            '[listen.pop3]\nprotocol = "pop3"\nendpoint = "tcp:0"\n'
+        )
+        self.assertIsInstance(service.smtpProcess, SMTPProcessService)
+        self.assertIs(type(service.listeners["smtp"]), HandedOffListener)
+        self.assertIsNot(type(service.listeners["pop3"]), HandedOffListener)
+
+    def test_noSMTPListenerNoProcess(self):
+        service = self.build(
+            '[listen.pop3]\nprotocol = "pop3"\nendpoint = "tcp:0"\n'
+        )
+        self.assertIsNone(service.smtpProcess)
