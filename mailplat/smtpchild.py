@@ -17,7 +17,6 @@ import pickle
 import select
 import signal
 import struct
-import sys
 import time
 
 from twisted.internet import protocol
@@ -238,7 +237,6 @@ class SMTPChildService(MailplatService):
 
 def main():
     bootstrap = readBootstrap()
-    sys.path[:0] = [p for p in bootstrap["path"] if p not in sys.path]
     from twisted.internet import reactor
     from twisted.internet.stdio import StandardIO
     from twisted.logger import globalLogBeginner

@@ -20,9 +20,10 @@ child's time with several log lines per message):
     - C{E<json>}: any other L{mailplat.events.MailEvent}.
     - C{R<pid>}: the child serves the listening sockets.
 
-The main process writes one pickled bootstrap record on the child's standard
-input (the config, the TLS certificate and key, the listening sockets' file
-descriptors, C{sys.path}) and keeps it open: the child stops when it closes.
+The main process starts the child with its own C{sys.path} as C{PYTHONPATH}
+(plugins are found as in the main process), writes one pickled bootstrap
+record on the child's standard input (the config, the TLS certificate and
+key, the listening sockets' file descriptors) and keeps it open: the child stops when it closes.
 
 Nothing is lost when the child dies: every message it acknowledged is in
 C{active/}, and the main process schedules every queue file it does not know
@@ -104,7 +105,6 @@ def bootstrapRecord(mail, listeners):
             "config": mail.config,
             "tlsPEM": mail.tlsPEM,
             "listeners": listeners,
-            "path": list(sys.path),
         }
     )
     return struct.pack("!Q", len(record)) + record

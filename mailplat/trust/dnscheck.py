@@ -236,22 +236,39 @@ class DomainChecker:
         return findings
 
     @defer.inlineCallbacks
+    def _oneRecord(self, name, kind, isRecord, publish, advice):
+        """
+        Look up the one TXT record of C{kind} (C{SPF}, C{DMARC}) at C{name}.
+
+        @return: a Deferred firing with C{(record, None)}, or C{(None,
+            findings)} when the lookup failed or there is not exactly one.
+        """
+        try:
+            texts = yield self._txt(name)
+        except TemporaryDNSError as e:
+            return None, [Finding(FAIL, kind, f"lookup failed: {e}")]
+        records = [t for t in texts if isRecord(t)]
+        if not records:
+            return None, [Finding(FAIL, kind, f"{name} has no {kind} record", publish)]
+        if len(records) > 1:
+            return None, [
+                Finding(FAIL, kind, f"{name} has {len(records)} {kind} records; {advice}", publish)
+            ]
+        return records[0], None
+
+    @defer.inlineCallbacks
     def checkSPF(self, domain, ips):
         publish = (_txtLine(domain, spfRecord(domain, self.hostname, ips)),)
+        record, problems = yield self._oneRecord(
+            domain, "SPF", spflib.isSPFRecord, publish, "publish exactly one"
+        )
+        if problems:
+            return problems
         try:
-            texts = yield self._txt(domain)
-        except TemporaryDNSError as e:
-            return [Finding(FAIL, "SPF", f"lookup failed: {e}")]
-        records = [t for t in texts if spflib.isSPFRecord(t)]
-        if not records:
-            return [Finding(FAIL, "SPF", f"{domain} has no SPF record", publish)]
-        if len(records) > 1:
-            return [Finding(FAIL, "SPF", f"{domain} has {len(records)} SPF records; publish exactly one", publish)]
-        try:
-            parsed = spflib.parseRecord(records[0])
+            parsed = spflib.parseRecord(record)
         except spflib.PermError as e:
-            return [Finding(FAIL, "SPF", f"syntax error: {e}: {records[0]}", publish)]
-        findings = [Finding(PASS, "SPF", records[0])]
+            return [Finding(FAIL, "SPF", f"syntax error: {e}: {record}", publish)]
+        findings = [Finding(PASS, "SPF", record)]
         if any(m.name == "all" and m.qualifier == "+" for m in parsed.mechanisms):
             findings.append(Finding(FAIL, "SPF", "+all lets anyone send as this domain", publish))
         checker = spflib.SPFChecker(self.resolver)
@@ -294,24 +311,20 @@ class DomainChecker:
     def checkDMARC(self, domain):
         name = f"_dmarc.{domain}"
         publish = (_txtLine(name, dmarcRecord(domain)),)
+        text, problems = yield self._oneRecord(
+            name, "DMARC", dmarclib.isDMARCRecord, publish, "publish one"
+        )
+        if problems:
+            return problems
         try:
-            texts = yield self._txt(name)
-        except TemporaryDNSError as e:
-            return [Finding(FAIL, "DMARC", f"lookup failed: {e}")]
-        records = [t for t in texts if dmarclib.isDMARCRecord(t)]
-        if not records:
-            return [Finding(FAIL, "DMARC", f"{name} has no DMARC record", publish)]
-        if len(records) > 1:
-            return [Finding(FAIL, "DMARC", f"{name} has {len(records)} DMARC records; publish one", publish)]
-        try:
-            record = dmarclib.parseRecord(records[0])
+            record = dmarclib.parseRecord(text)
         except dmarclib.DMARCRecordError as e:
-            return [Finding(FAIL, "DMARC", f"{e}: {records[0]}", publish)]
+            return [Finding(FAIL, "DMARC", f"{e}: {text}", publish)]
         if record.p == "none":
-            return [Finding(WARN, "DMARC", f"p=none: failures are only reported ({records[0]})", publish)]
+            return [Finding(WARN, "DMARC", f"p=none: failures are only reported ({text})", publish)]
         if record.pct < 100:
-            return [Finding(WARN, "DMARC", f"pct={record.pct}: the policy applies to part of the mail ({records[0]})")]
-        return [Finding(PASS, "DMARC", records[0])]
+            return [Finding(WARN, "DMARC", f"pct={record.pct}: the policy applies to part of the mail ({text})")]
+        return [Finding(PASS, "DMARC", text)]
 
     @defer.inlineCallbacks
     def checkOptional(self, domain):

@@ -31,6 +31,41 @@ def _ports():
     return dict(zip(names, freePorts(len(names))))
 
 
+EXAMPLE_PLUGINS = os.path.join(REPO, "docs", "examples", "plugins")
+
+
+def _startWithExamplePlugins(config, tmp_path):
+    """
+    Start twistd with docs/examples/plugins on PYTHONPATH, as a plugin author
+    would install them.
+    """
+    t = Twistd(config, str(tmp_path / "twistd.log"))
+    t.env = {"PYTHONPATH": f"{REPO}:{EXAMPLE_PLUGINS}"}
+    return t.start()
+
+
+def _tokenConfig(tmp_path, ports, extra="", auth=""):
+    """
+    A config whose [auth] checkers are the user database and the example
+    tokens checker, which knows app@example.test with the token
+    C{app-token}; C{auth} is added to [auth].
+    """
+    import hashlib
+    import json
+
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps(
+        {"app@example.test": hashlib.sha256(b"app-token").hexdigest()}))
+    config = writeConfig(str(tmp_path), ports, extra=extra)
+    text = open(config).read().replace(
+        "[auth]\n",
+        f'[auth]\ncheckers = ["userdb", "example-tokens:{tokens}"]\n' + auth,
+    )
+    with open(config, "w") as f:
+        f.write(text)
+    return config
+
+
 @pytest.fixture
 def server(tmp_path):
     ports = _ports()
@@ -288,10 +323,7 @@ def test_thirdPartyCheckPluginFromConfig(tmp_path):
         str(tmp_path), ports,
         extra='[[check]]\ntype = "example_blocklist"\nsenders = ["spammer.example"]\n',
     )
-    plugins = os.path.join(REPO, "docs", "examples", "plugins")
-    t = Twistd(config, str(tmp_path / "twistd.log"))
-    t.env = {"PYTHONPATH": f"{REPO}:{plugins}"}
-    t.start()
+    t = _startWithExamplePlugins(config, tmp_path)
     try:
         with smtplib.SMTP("127.0.0.1", ports["smtp"], timeout=30) as s:
             s.ehlo("c")
@@ -321,21 +353,9 @@ def test_thirdPartyCheckerFromConfig(tmp_path):
     The example credential checker plugin (docs/examples/plugins) named in
     [auth] checkers logs a user in over SMTP submission, IMAP and POP3.
     """
-    import hashlib
-    import json
-
-    tokens = tmp_path / "tokens.json"
-    tokens.write_text(json.dumps(
-        {"app@example.test": hashlib.sha256(b"app-token").hexdigest()}))
     ports = _ports()
-    config = writeConfig(str(tmp_path), ports)
-    text = open(config).read().replace(
-        '[auth]\n', f'[auth]\ncheckers = ["userdb", "example-tokens:{tokens}"]\n')
-    open(config, "w").write(text)
-    plugins = os.path.join(REPO, "docs", "examples", "plugins")
-    t = Twistd(config, str(tmp_path / "twistd.log"))
-    t.env = {"PYTHONPATH": f"{REPO}:{plugins}"}
-    t.start()
+    config = _tokenConfig(tmp_path, ports)
+    t = _startWithExamplePlugins(config, tmp_path)
     try:
         with smtplib.SMTP_SSL("127.0.0.1", ports["smtps"], context=insecureContext(),
                               timeout=30) as s:
@@ -359,25 +379,12 @@ def test_thirdPartySASLMechanismFromConfig(tmp_path):
     SMTP submission, IMAP and POP3 with real clients.
     """
     import base64
-    import hashlib
     import imaplib
-    import json
     import poplib
 
-    tokens = tmp_path / "tokens.json"
-    tokens.write_text(json.dumps(
-        {"app@example.test": hashlib.sha256(b"app-token").hexdigest()}))
     ports = _ports()
-    config = writeConfig(str(tmp_path), ports)
-    text = open(config).read().replace(
-        '[auth]\n',
-        f'[auth]\ncheckers = ["userdb", "example-tokens:{tokens}"]\n'
-        'mechanisms = ["PLAIN", "LOGIN", "XOAUTH2"]\n')
-    open(config, "w").write(text)
-    plugins = os.path.join(REPO, "docs", "examples", "plugins")
-    t = Twistd(config, str(tmp_path / "twistd.log"))
-    t.env = {"PYTHONPATH": f"{REPO}:{plugins}"}
-    t.start()
+    config = _tokenConfig(tmp_path, ports, auth='mechanisms = ["PLAIN", "LOGIN", "XOAUTH2"]\n')
+    t = _startWithExamplePlugins(config, tmp_path)
 
     def xoauth2(token):
         return f"user=app@example.test\x01auth=Bearer {token}\x01\x01"
@@ -447,10 +454,7 @@ def test_thirdPartyDeliveryTargetFromConfig(tmp_path):
         extra=f'[[target]]\ntype = "example_spool"\ndomains = ["app.example.test"]\n'
               f'directory = "{incoming}"\n',
     )
-    plugins = os.path.join(REPO, "docs", "examples", "plugins")
-    t = Twistd(config, str(tmp_path / "twistd.log"))
-    t.env = {"PYTHONPATH": f"{REPO}:{plugins}"}
-    t.start()
+    t = _startWithExamplePlugins(config, tmp_path)
     try:
         with smtplib.SMTP("127.0.0.1", ports["smtp"], timeout=30) as s:
             s.ehlo("c")
@@ -479,27 +483,16 @@ def test_thirdPartyStoreAndCheckerFromConfig(tmp_path):
     POP3 deletion is seen over IMAP, and an IMAP APPEND is read over POP3
     by the token user.
     """
-    import hashlib
     import imaplib
-    import json
     import poplib
     import sqlite3
 
-    tokens = tmp_path / "tokens.json"
-    tokens.write_text(json.dumps(
-        {"app@example.test": hashlib.sha256(b"app-token").hexdigest()}))
     ports = _ports()
-    config = writeConfig(
-        str(tmp_path), ports,
+    config = _tokenConfig(
+        tmp_path, ports,
         extra='[storage]\nbackend = "example_sqlite"\nfile = "store.sqlite3"\n',
     )
-    text = open(config).read().replace(
-        '[auth]\n', f'[auth]\ncheckers = ["userdb", "example-tokens:{tokens}"]\n')
-    open(config, "w").write(text)
-    plugins = os.path.join(REPO, "docs", "examples", "plugins")
-    t = Twistd(config, str(tmp_path / "twistd.log"))
-    t.env = {"PYTHONPATH": f"{REPO}:{plugins}"}
-    t.start()
+    t = _startWithExamplePlugins(config, tmp_path)
     try:
         with smtplib.SMTP_SSL("127.0.0.1", ports["smtps"], context=insecureContext(),
                               timeout=30) as s:
