@@ -33,15 +33,24 @@ def fsyncAll(fds, size=None):
     @return: a list with, for each descriptor in order, L{None} or the
         L{OSError} its fsync raised.
     """
-    if len(fds) < PARALLEL_MIN_FILES:
-        return [_fsyncResult(fd) for fd in fds]
+    return runAll(_fsyncResult, fds)
+
+
+def runAll(function, items):
+    """
+    C{[function(item) for item in items]}, the calls made at the same time
+    from L{FSYNC_PARALLEL} threads from L{PARALLEL_MIN_FILES} items up:
+    for blocking file work (writes and fsyncs) that overlaps well.
+    """
+    if len(items) < PARALLEL_MIN_FILES:
+        return [function(item) for item in items]
     global _executor
     with _executorLock:
         if _executor is None:
             _executor = ThreadPoolExecutor(
                 max_workers=FSYNC_PARALLEL, thread_name_prefix="mailplat-fsync"
             )
-    return list(_executor.map(_fsyncResult, fds))
+    return list(_executor.map(function, items))
 
 
 def _fsyncResult(fd):

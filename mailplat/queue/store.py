@@ -29,9 +29,10 @@ import fcntl
 import os
 import secrets
 import shutil
+import threading
 import time
 
-from mailplat._fsutil import fsyncAll, fsyncDirectory, writeFileAtomically
+from mailplat._fsutil import fsyncDirectory, runAll, writeFileAtomically
 from mailplat.queue.envelope import Envelope
 
 _MAGIC = b"MAILPLAT-QUEUE 1 "
@@ -219,17 +220,33 @@ class _PrefixedFile:
 _ENVELOPE_RESERVE = 2048
 
 
+#: A message being received stays in memory until it is this large (then
+#: its file in C{tmp/} is created and written as it arrives)...
+MEMORY_LIMIT = 256 * 1024
+#: ...and while all the messages of a process held in memory stay under
+#: this together.
+MEMORY_BUDGET = 16 * 1024 * 1024
+
+
 class SpoolFile:
     """
-    A message being received.  L{write} may be called from the reactor thread
-    (buffered, no fsync); L{commit} and L{abort} are I{blocking}.
+    A message being received.  L{write} and L{flush} are called from the
+    reactor thread; L{commit} and L{abort} are I{blocking}.
+
+    A small message is kept in memory and its file is created, written,
+    fsynced and renamed in one go by L{commit} (in the commit thread): the
+    reactor thread makes no file system call for it at all.  Once a
+    message grows past L{MEMORY_LIMIT} (or the process holds
+    L{MEMORY_BUDGET} in memory), its file is created and what arrives is
+    written to it (buffered, no fsync).  L{flush} creates the file too, for
+    checks that read it.
     """
 
     def __init__(self, queue, envelope):
         self.queue = queue
         self.envelope = envelope
         self.tmpPath = os.path.join(queue.tmpDir, envelope.id)
-        self._file = open(self.tmpPath, "xb", buffering=_CHUNK)
+        self._file = None
         queue.spooling.add(envelope.id)
         header = envelope.toJSON()
         self._header = header
@@ -238,10 +255,18 @@ class SpoolFile:
         prefix = _MAGIC + b"%d\n" % self._reserved
         self._headerAt = len(prefix)
         prefix += header.ljust(self._reserved) + b"\n"
-        self._file.write(prefix)
+        self._chunks = [prefix]
+        self._held = 0
         self.offset = len(prefix)
         self.size = 0
         self.closed = False
+
+    @property
+    def inMemory(self):
+        """
+        Whether the message is still held in memory only (no file yet).
+        """
+        return self._file is None
 
     def write(self, data):
         """
@@ -249,8 +274,28 @@ class SpoolFile:
 
         @raise OSError: on a disk error (ENOSPC, EIO...).
         """
+        if self._file is None:
+            if self._held + len(data) <= MEMORY_LIMIT and self.queue.holdInMemory(len(data)):
+                self._chunks.append(data)
+                self._held += len(data)
+                self.size += len(data)
+                return
+            self._createFile()
         self._file.write(data)
         self.size += len(data)
+
+    def _createFile(self):
+        """
+        Create the file in C{tmp/} and write what was held in memory.
+
+        @raise OSError: on a disk error; the caller aborts.
+        """
+        chunks, self._chunks = self._chunks, None
+        held, self._held = self._held, 0
+        self.queue.releaseMemory(held)
+        self._file = open(self.tmpPath, "xb", buffering=_CHUNK)
+        for chunk in chunks:
+            self._file.write(chunk)
 
     def commit(self):
         """
@@ -286,9 +331,12 @@ class SpoolFile:
 
     def _prepare(self):
         """
-        Hand everything to the kernel, with the final envelope.  The caller
-        fsyncs, then calls L{_closeAndRename}.
+        Hand everything to the kernel, with the final envelope (creating the
+        file of a message held in memory).  The caller fsyncs, then calls
+        L{_closeAndRename}.
         """
+        if self._file is None:
+            self._createFile()
         self._file.flush()
         self._finalEnvelope()
 
@@ -311,11 +359,14 @@ class SpoolFile:
 
     def flush(self):
         """
-        Hand buffered content to the kernel (no fsync), so that the file can
-        be read, for instance by the data-stage policy checks.
+        Hand buffered content to the kernel (no fsync), creating the file of
+        a message held in memory, so that the file can be read, for instance
+        by the data-stage policy checks.
 
         @raise OSError: on a disk error.
         """
+        if self._file is None:
+            self._createFile()
         self._file.flush()
 
     def _finalEnvelope(self):
@@ -346,6 +397,14 @@ class SpoolFile:
         """
         Throw the partial message away.
         """
+        self.queue.spooling.discard(self.envelope.id)
+        if self._file is None:
+            self.closed = True
+            if self._chunks is not None:
+                self._chunks = None
+                self.queue.releaseMemory(self._held)
+                self._held = 0
+            return
         if not self.closed:
             self.closed = True
             try:
@@ -356,7 +415,21 @@ class SpoolFile:
             os.unlink(self.tmpPath)
         except FileNotFoundError:
             pass
-        self.queue.spooling.discard(self.envelope.id)
+
+
+def _prepareAndSync(spool):
+    """
+    The first part of L{QueueStore.commitMany} for one message, in one of
+    its threads: L{SpoolFile._prepare}, then fsync.
+
+    @return: L{None}, or the exception that stopped it.
+    """
+    try:
+        spool._prepare()
+        os.fsync(spool._file.fileno())
+    except Exception as e:
+        return e
+    return None
 
 
 class QueueStore:
@@ -373,6 +446,30 @@ class QueueStore:
         self.controlPath = os.path.join(path, "control")
         # The ids of the messages this process is receiving (in tmp/).
         self.spooling = set()
+        # Bytes of messages being received held in memory (SpoolFile),
+        # counted from the reactor thread and the commit thread.
+        self.memoryHeld = 0
+        self._heldLock = threading.Lock()
+
+    def holdInMemory(self, n):
+        """
+        Count C{n} more bytes of messages held in memory, if they fit in
+        L{MEMORY_BUDGET}.
+
+        @return: whether they fit (if not, nothing was counted).
+        """
+        with self._heldLock:
+            if self.memoryHeld + n > MEMORY_BUDGET:
+                return False
+            self.memoryHeld += n
+            return True
+
+    def releaseMemory(self, n):
+        """
+        Count C{n} bytes of messages held in memory less.
+        """
+        with self._heldLock:
+            self.memoryHeld -= n
 
     def create(self):
         """
@@ -431,23 +528,13 @@ class QueueStore:
             removed then; nothing of it is left in C{active/}).
         """
         results = [None] * len(spools)
-        ready = []
-        for n, spool in enumerate(spools):
-            try:
-                spool._prepare()
-            except Exception as e:
-                spool.abort()
-                results[n] = e
-            else:
-                ready.append((n, spool))
-        # The files are fsynced at the same time: the file system commits
-        # them together (mailplat._fsutil.fsyncAll).
-        errors = fsyncAll(
-            [spool._file.fileno() for _, spool in ready],
-            size=sum(spool.size for _, spool in ready),
-        )
+        # Each file is completed (created and written, for a message held in
+        # memory) and fsynced by one of several threads, all at the same
+        # time: the file system commits them together
+        # (mailplat._fsutil.runAll).
+        errors = runAll(_prepareAndSync, spools)
         renamed = []
-        for (n, spool), error in zip(ready, errors):
+        for n, (spool, error) in enumerate(zip(spools, errors)):
             if error is not None:
                 spool.abort()
                 results[n] = error

@@ -58,6 +58,8 @@ _NOTIFY = frozenset({"SUCCESS", "FAILURE", "DELAY"})
 # Built-in data-stage checks that do not read the parsed header section in
 # the MX profile.
 _HEADERS_UNREAD = frozenset({"mail_loop", "submission"})
+# The built-in data-stage checks that do not read the spool file.
+_SPOOL_UNREAD = frozenset({"mail_loop", "submission"})
 
 
 _dateCache = (None, "")
@@ -255,6 +257,21 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
                     peer=self.peer,
                 )
                 self._closeWith(R.TOO_MANY_ERRORS.format(hostname=self.config.hostname))
+
+    def _dataChecksReadSpool(self):
+        """
+        Whether a check of the data stage may read the spool file
+        (C{facts.spool}): any check but the built-ins known not to.  If
+        none does, a small message stays in memory until the commit thread
+        writes it (L{mailplat.queue.store.SpoolFile}).
+        """
+        checks = getattr(self.context.policy, "checks", None)
+        if checks is None:
+            return True
+        return any(
+            "data" in c.stages and getattr(c, "name", None) not in _SPOOL_UNREAD
+            for c in checks
+        )
 
     def _dataChecksReadHeaders(self):
         """
@@ -1050,7 +1067,8 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             return self.reply(self._storageErrorReply(t.writeError, queueId))
         try:
             t.writer.finish()
-            t.spool.flush()
+            if self._dataChecksReadSpool():
+                t.spool.flush()
         except OSError as e:
             t.spool.abort()
             self.transaction = None

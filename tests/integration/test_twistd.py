@@ -291,8 +291,11 @@ def test_acceptedMailSurvivesSigkill(tmp_path):
         got = b""
         while b"354 " not in got and time.monotonic() < deadline:
             got += half.recv(4096)
-        half.sendall(b"Subject: lost\r\n\r\nnever finished")
-        time.sleep(0.3)
+        # Larger than what is held in memory (256 KB): it is in tmp/.
+        half.sendall(b"Subject: lost\r\n\r\n" + (b"x" * 78 + b"\r\n") * 4000 + b"never finished")
+        deadline = time.monotonic() + 10
+        while not os.listdir(tmp_path / "queue" / "tmp") and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert len(os.listdir(tmp_path / "queue" / "tmp")) == 1
     finally:
         t.stop(signal.SIGKILL)

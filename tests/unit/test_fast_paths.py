@@ -362,3 +362,55 @@ class LocalDateTests(unittest.TestCase):
                 _localDate(lambda: when),
                 email.utils.formatdate(int(when), localtime=True),
             )
+
+
+class MemorySpoolSessionTests(SessionMixin, unittest.TestCase):
+    """
+    The SMTP session holds a small message in memory unless a data-stage
+    check may read its spool file.
+    """
+
+    def setUp(self):
+        SessionMixin.setUp(self)
+        self.thread = ManualThread()
+        self.ctx.committer = GroupCommitter(self.ctx.queue, self.thread)
+
+    def deliver(self, proto, t):
+        self.send(proto, t, b"EHLO c\r\nMAIL FROM:<a@b.example>\r\n")
+        self.send(proto, t, b"RCPT TO:<demo@example.test>\r\nDATA\r\n")
+        return self.send(proto, t, b"Subject: hi\r\n\r\nbody\r\n.\r\n")
+
+    def test_noFileUntilTheCommitThread(self):
+        proto, t = self.connect()
+        self.assertEqual(self.deliver(proto, t), b"")
+        # Waiting for the commit: nothing on disk yet.
+        self.assertEqual(self.tmpFiles(), [])
+        self.thread.runNext()
+        self.assertTrue(t.value().startswith(b"250 2.0.0 Ok: queued as "))
+        self.assertEqual(len(self.activeFiles()), 1)
+        self.assertTrue(self.queuedContent().endswith(b"\r\nSubject: hi\r\n\r\nbody\r\n"))
+        self.assertEqual(self.ctx.queue.memoryHeld, 0)
+
+    def test_aCheckThatMayReadTheFileFindsIt(self):
+        seen = []
+        queue = self.ctx.queue
+
+        class Reader:
+            name = "reads_spool"
+            stages = frozenset({"data"})
+
+            def check(self, stage, facts):
+                with open(facts.spool.tmpPath, "rb") as f:
+                    f.seek(facts.spool.offset)
+                    seen.append(f.read())
+                return V.CONTINUE_VERDICT
+
+        self.ctx.policy = Pipeline(self.ctx.policy.checks + [Reader()])
+        proto, t = self.connect()
+        self.deliver(proto, t)
+        self.assertEqual(len(seen), 1)
+        self.assertTrue(seen[0].endswith(b"\r\nSubject: hi\r\n\r\nbody\r\n"))
+        self.assertEqual(queue.memoryHeld, 0)
+        self.thread.runNext()
+        self.assertTrue(t.value().startswith(b"250 2.0.0 Ok: queued as "))
+        self.assertEqual(self.queuedContent(), seen[0])

@@ -80,7 +80,7 @@ class StoreTests(unittest.TestCase):
     def test_createRemovesUnfinishedSpools(self):
         spool = self.queue.spool(envelope())
         spool.write(b"half")
-        spool._file.flush()
+        spool.flush()
         self.assertEqual(self.queue.create(), [spool.envelope.id])
         self.assertEqual(os.listdir(self.queue.tmpDir), [])
 

@@ -151,10 +151,11 @@ class CommitManyTests(unittest.TestCase):
     def test_oneFailingFileLeavesTheOthers(self):
         good, bad = spooled(self.queue), spooled(self.queue)
         real = os.fsync
-        badInode = os.stat(bad.tmpPath).st_ino
 
         def fsync(fd):
-            if os.fstat(fd).st_ino == badInode:
+            # The files are created by commitMany (the messages were held
+            # in memory): known by their path.
+            if os.readlink(f"/proc/self/fd/{fd}") == os.path.abspath(bad.tmpPath):
                 raise OSError(errno.EIO, "Input/output error")
             return real(fd)
 
@@ -505,3 +506,96 @@ class FsyncAllTests(unittest.TestCase):
             self.assertIsInstance(results[2], OSError)
             self.assertEqual(sorted(synced), sorted(fds[:2] + fds[3:]))
         self.assertEqual(_fsutil.fsyncAll([]), [])
+
+
+class MemorySpoolTests(unittest.TestCase):
+    """
+    A small message being received is held in memory (L{SpoolFile}) and
+    written by the commit; a large one, or one over the process's budget,
+    is written as it arrives.  Either way the queue file is the same.
+    """
+
+    def setUp(self):
+        self.queue = QueueStore(self.mktemp())
+        self.queue.create()
+
+    def stored(self, item):
+        with open(item.path, "rb") as f:
+            return f.read()
+
+    def test_sameFileEitherWay(self):
+        held = self.queue.spool(envelope())
+        written = self.queue.spool(envelope())
+        for spool in (held, written):
+            spool.write(b"Subject: x\r\n\r\n")
+            spool.write(b"body\r\n")
+        written.flush()
+        self.assertTrue(held.inMemory)
+        self.assertFalse(written.inMemory)
+        self.assertEqual(os.listdir(self.queue.tmpDir), [written.envelope.id])
+        one, two = self.queue.commitMany([held, written])
+        self.assertEqual(
+            self.stored(one).replace(held.envelope.id.encode(), b"ID"),
+            self.stored(two).replace(written.envelope.id.encode(), b"ID"),
+        )
+        self.assertEqual(b"".join(one.contentChunks()), b"Subject: x\r\n\r\nbody\r\n")
+        self.assertEqual(self.queue.memoryHeld, 0)
+        self.assertEqual(self.queue.spooling, set())
+        self.assertEqual(os.listdir(self.queue.tmpDir), [])
+
+    def test_pastTheLimitWrittenAsItArrives(self):
+        self.patch(storeModule, "MEMORY_LIMIT", 100)
+        spool = self.queue.spool(envelope())
+        spool.write(b"a" * 60)
+        spool.write(b"b" * 40)
+        self.assertTrue(spool.inMemory)
+        self.assertEqual(self.queue.memoryHeld, 100)
+        spool.write(b"c")
+        self.assertFalse(spool.inMemory)
+        self.assertEqual(self.queue.memoryHeld, 0)
+        spool.write(b"d" * 10)
+        item = spool.commit()
+        self.assertEqual(
+            b"".join(item.contentChunks()), b"a" * 60 + b"b" * 40 + b"c" + b"d" * 10
+        )
+
+    def test_budgetSharedByAllMessages(self):
+        self.patch(storeModule, "MEMORY_BUDGET", 100)
+        first, second = self.queue.spool(envelope()), self.queue.spool(envelope())
+        first.write(b"x" * 80)
+        second.write(b"y" * 30)
+        # The second does not fit beside the first: it goes to its file.
+        self.assertTrue(first.inMemory)
+        self.assertFalse(second.inMemory)
+        self.assertEqual(self.queue.memoryHeld, 80)
+        first.abort()
+        self.assertEqual(self.queue.memoryHeld, 0)
+        self.assertEqual(self.queue.spooling, {second.envelope.id})
+        third = self.queue.spool(envelope())
+        third.write(b"z" * 90)
+        self.assertTrue(third.inMemory)
+        item = second.commit()
+        self.assertEqual(b"".join(item.contentChunks()), b"y" * 30)
+        self.assertEqual(self.queue.memoryHeld, 90)
+
+    def test_abortHeldLeavesNoFile(self):
+        spool = spooled(self.queue)
+        spool.abort()
+        self.assertEqual(os.listdir(self.queue.tmpDir), [])
+        self.assertEqual(self.queue.memoryHeld, 0)
+        self.assertEqual(self.queue.spooling, set())
+
+    def test_fileCannotBeCreatedAtCommit(self):
+        good, bad = spooled(self.queue), spooled(self.queue)
+        # Something else holds the name: creating the file fails.
+        with open(bad.tmpPath, "wb") as f:
+            f.write(b"not ours")
+        results = self.queue.commitMany([good, bad])
+        self.assertIsInstance(results[0], QueuedMessage)
+        self.assertIsInstance(results[1], FileExistsError)
+        self.assertEqual(self.queue.ids(), [good.envelope.id])
+        # The other file is left alone; nothing is counted in memory.
+        with open(bad.tmpPath, "rb") as f:
+            self.assertEqual(f.read(), b"not ours")
+        self.assertEqual(self.queue.memoryHeld, 0)
+        self.assertEqual(self.queue.spooling, set())

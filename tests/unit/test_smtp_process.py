@@ -675,6 +675,7 @@ class OrphanTests(unittest.TestCase):
         queue.create()
         mine = queue.spool(Envelope(id="MINE", sender="", recipients=[], arrival=0.0))
         mine.write(b"Subject: x\r\n\r\nbody\r\n")
+        mine.flush()  # as a message too large to be held in memory
         for name in ("DEAD1", "DEAD2.grow"):
             with open(os.path.join(queue.tmpDir, name), "wb") as f:
                 f.write(b"half")

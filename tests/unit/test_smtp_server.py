@@ -10,6 +10,7 @@ from twisted.internet.address import IPv4Address
 from twisted.trial import unittest
 
 from mailplat.config.schema import ListenerConfig
+from mailplat.queue import store as storeModule
 from mailplat.smtp.server import SMTPFactory
 from mailplat.testing import makeContext
 from tests.tlsfakes import ImplicitTLSTransport, StartTLSTransport
@@ -485,7 +486,29 @@ class TransactionTests(SessionMixin, unittest.TestCase):
         self.send(proto, t, b"EHLO c\r\nMAIL FROM:<a@b.example>\r\n")
         self.send(proto, t, b"RCPT TO:<demo@example.test>\r\nDATA\r\n")
         proto.dataReceived(b"Subject: half\r\n\r\nhalf a mess")
+        # A small message is held in memory: no file yet.
+        spool = proto.transaction.spool
+        self.assertTrue(spool.inMemory)
+        self.assertEqual(self.tmpFiles(), [])
+        self.assertGreater(spool.size, len(b"Subject: half\r\n\r\n"))
+        self.assertEqual(self.ctx.queue.memoryHeld, spool.size)
+        proto.connectionLost(None)
+        self.assertEqual(self.ctx.queue.memoryHeld, 0)
+        self.assertEqual(self.tmpFiles(), [])
+        self.assertEqual(self.activeFiles(), [])
+
+    def test_connectionLostInLargeDataLeavesNothing(self):
+        self.patch(storeModule, "MEMORY_LIMIT", 1000)
+        proto, t = self.connect()
+        self.send(proto, t, b"EHLO c\r\nMAIL FROM:<a@b.example>\r\n")
+        self.send(proto, t, b"RCPT TO:<demo@example.test>\r\nDATA\r\n")
+        proto.dataReceived(b"Subject: half\r\n\r\n" + b"x" * 78 + b"\r\n")
+        self.assertEqual(self.tmpFiles(), [])
+        for _ in range(20):
+            proto.dataReceived(b"y" * 78 + b"\r\n")
+        # Past the limit, the file is written as the message arrives.
         self.assertEqual(len(self.tmpFiles()), 1)
+        self.assertEqual(self.ctx.queue.memoryHeld, 0)
         proto.connectionLost(None)
         self.assertEqual(self.tmpFiles(), [])
         self.assertEqual(self.activeFiles(), [])
