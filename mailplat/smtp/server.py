@@ -258,6 +258,19 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
                 )
                 self._closeWith(R.TOO_MANY_ERRORS.format(hostname=self.config.hostname))
 
+    def _dataChecksBeyond(self, known):
+        """
+        Whether a check of the data stage is configured other than the
+        built-ins named in C{known}.
+        """
+        checks = getattr(self.context.policy, "checks", None)
+        if checks is None:
+            return True
+        return any(
+            "data" in c.stages and getattr(c, "name", None) not in known
+            for c in checks
+        )
+
     def _dataChecksReadSpool(self):
         """
         Whether a check of the data stage may read the spool file
@@ -265,13 +278,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         none does, a small message stays in memory until the commit thread
         writes it (L{mailplat.queue.store.SpoolFile}).
         """
-        checks = getattr(self.context.policy, "checks", None)
-        if checks is None:
-            return True
-        return any(
-            "data" in c.stages and getattr(c, "name", None) not in _SPOOL_UNREAD
-            for c in checks
-        )
+        return self._dataChecksBeyond(_SPOOL_UNREAD)
 
     def _dataChecksReadHeaders(self):
         """
@@ -282,13 +289,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         """
         if self.profile in ("submission", "submissions"):
             return True
-        checks = getattr(self.context.policy, "checks", None)
-        if checks is None:
-            return True
-        return any(
-            "data" in c.stages and getattr(c, "name", None) not in _HEADERS_UNREAD
-            for c in checks
-        )
+        return self._dataChecksBeyond(_HEADERS_UNREAD)
 
     def _decide(self, stage, then, *args):
         """
