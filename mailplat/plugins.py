@@ -83,6 +83,19 @@ def findPlugins(interface, plugins=None):
     return plugins, problems, failures
 
 
+def unknownName(what, name, known, failures):
+    """
+    The problem line for a name that no plugin provides: the names known,
+    and every plugin module that failed to load (it may have been the one).
+
+    @param what: what the name is of (C{"check type"}).
+    @param known: the known names, in the order to show them.
+    @param failures: C{(file, problem)} pairs, from L{findPlugins}.
+    """
+    hint = "".join(f"; plugin {path} failed to load: {problem}" for path, problem in failures)
+    return f"unknown {what} {name!r} (known: {', '.join(known) or 'none'}){hint}"
+
+
 def describe(plugin):
     """
     How problems name a plugin object: its module, else its C{repr}.

@@ -134,7 +134,8 @@ def makeContext(
 
 
 _ADDRESS = "conformance@example.test"
-_STANDARD_FOLDERS = [
+#: The folders every user of every store has, as C{store.folders} lists them.
+STANDARD_FOLDERS = [
     ("Archive", "\\Archive"),
     ("Drafts", "\\Drafts"),
     ("INBOX", None),
@@ -196,7 +197,7 @@ class MailStoreConformanceMixin:
         self.assertEqual(self.inbox.name, INBOX)
 
     def test_standardFolders(self):
-        self.assertEqual(self.store.folders(_ADDRESS), _STANDARD_FOLDERS)
+        self.assertEqual(self.store.folders(_ADDRESS), STANDARD_FOLDERS)
         self.assertEqual(self.store.quota(_ADDRESS), (0, None))
 
     # -- messages

@@ -26,7 +26,7 @@ from mailplat.interfaces import (
     SASLCancelled,
     SASLMalformedResponse,
 )
-from mailplat.plugins import describe, findPlugins
+from mailplat.plugins import describe, findPlugins, unknownName
 
 # The mechanisms offered when the config names none.
 DEFAULT = ("PLAIN", "LOGIN")
@@ -273,10 +273,9 @@ def buildRegistry(config, plugins=None):
         for name in names:
             factory = factories.get(name)
             if factory is None:
-                hint = "".join(f"; plugin {p} failed to load: {e}" for p, e in failures)
                 problems.append(
-                    f"{where}: unknown SASL mechanism {name!r} "
-                    f"(known: {', '.join(sorted(factories))}){hint}"
+                    f"{where}: "
+                    + unknownName("SASL mechanism", name, sorted(factories), failures)
                 )
                 continue
             if name in checked:

@@ -230,6 +230,7 @@ def _mechanismNames(value):
     L{ISASLMechanismFactory} plugin provides.
     """
     from mailplat.auth.sasl import BUILTINS, knownMechanismNames
+    from mailplat.plugins import unknownName
 
     names = [name.upper() for name in _stringList(value)]
     if not names:
@@ -242,10 +243,7 @@ def _mechanismNames(value):
         known, failures = knownMechanismNames()
         for name in names:
             if name not in known:
-                hint = "".join(f"; plugin {p} failed to load: {e}" for p, e in failures)
-                raise ValueError(
-                    f"unknown SASL mechanism {name!r} (known: {', '.join(known)}){hint}"
-                )
+                raise ValueError(unknownName("SASL mechanism", name, known, failures))
     return tuple(names)
 
 

@@ -3,7 +3,7 @@ Delivery targets from Twisted plugins, named in C{[[target]]} tables.
 """
 
 from mailplat.interfaces import IDeliveryTarget, IDeliveryTargetFactory
-from mailplat.plugins import findPlugins
+from mailplat.plugins import findPlugins, unknownName
 from mailplat.policy.registry import PolicyError
 
 
@@ -28,10 +28,9 @@ def buildTargets(context, plugins=None):
     for i, spec in enumerate(context.config.targets):
         factory = factories.get(spec.type)
         if factory is None:
-            hint = "".join(f"; plugin {p} failed to load: {e}" for p, e in failures)
             problems.append(
-                f"target[{i}]: unknown target type {spec.type!r} "
-                f"(known: {', '.join(sorted(factories)) or 'none'}){hint}"
+                f"target[{i}]: "
+                + unknownName("target type", spec.type, sorted(factories), failures)
             )
             continue
         try:

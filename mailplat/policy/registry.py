@@ -12,7 +12,7 @@ Recipients are refused unless a check accepts them: deny by default.
 """
 
 from mailplat.interfaces import ICheck, ICheckFactory
-from mailplat.plugins import describe, findPlugins
+from mailplat.plugins import describe, findPlugins, unknownName
 from mailplat.policy.builtin import BUILTINS
 from mailplat.policy.pipeline import Pipeline
 from mailplat.trust.checks import INBOUND, TRUST_CHECKS, AuthenticationResultsCheck
@@ -76,12 +76,9 @@ def buildPipeline(context, plugins=None):
     for i, spec in enumerate(context.config.checks):
         factory = factories.get(spec.type)
         if factory is None:
-            hint = "".join(
-                f"; plugin {path} failed to load: {problem}" for path, problem in failures
-            )
             problems.append(
-                f"check[{i}]: unknown check type {spec.type!r} "
-                f"(known: {', '.join(sorted(factories))}){hint}"
+                f"check[{i}]: "
+                + unknownName("check type", spec.type, sorted(factories), failures)
             )
             continue
         if spec.type in named:

@@ -14,7 +14,7 @@ from zope.interface.exceptions import Invalid
 from zope.interface.verify import verifyObject
 
 from mailplat.interfaces import IMailStore, IMailStoreFactory
-from mailplat.plugins import describe, findPlugins
+from mailplat.plugins import describe, findPlugins, unknownName
 
 BUILTIN_STORES = ("maildir", "memory")
 
@@ -66,9 +66,8 @@ def storeBackendProblems(backend, plugins=None):
 def _problems(backend, factories, problems, failures):
     problems = list(problems)
     if backend not in factories:
-        known = ", ".join(list(BUILTIN_STORES) + sorted(factories))
-        hint = "".join(f"; plugin {p} failed to load: {e}" for p, e in failures)
-        problems.append(f"unknown mailbox store {backend!r} (known: {known}){hint}")
+        known = list(BUILTIN_STORES) + sorted(factories)
+        problems.append(unknownName("mailbox store", backend, known, failures))
     return problems
 
 

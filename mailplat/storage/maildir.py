@@ -45,8 +45,9 @@ from mailplat.interfaces import (
 )
 from mailplat.storage import names as _names
 from mailplat.storage import nowait
+from mailplat.storage.folderbase import FolderBase, normalizeFlagChange
 from mailplat.storage.index import UserIndex, indexPath
-from mailplat.storage.records import SPECIAL_FOLDERS, MessageInfo
+from mailplat.storage.records import SPECIAL_FOLDERS, MessageInfo, storableFlags
 from mailplat.storage.state import FolderState, nextGeneration
 
 # Re-exported for callers that catch them from here.
@@ -86,14 +87,6 @@ _SETTLE_FINE_NS = 50_000_000
 
 def systemFlags(flags):
     return frozenset(f for f in flags if f in FLAG_LETTERS)
-
-
-def storableFlags(flags):
-    """
-    The flags that can be stored: the system flags and keywords, not
-    C{\\Recent} (which belongs to a session) nor unknown C{\\} names.
-    """
-    return frozenset(f for f in flags if f in FLAG_LETTERS or not f.startswith("\\"))
 
 
 def _parseName(name):
@@ -197,7 +190,7 @@ def _toCRLF(path):
 
 
 @implementer(IMailFolder)
-class MaildirFolder:
+class MaildirFolder(FolderBase):
     """
     One Maildir folder of one user.  Get it from L{MaildirStore.folder}: there
     is one instance per folder, shared by every session and delivery, so
@@ -237,23 +230,11 @@ class MaildirFolder:
     def _index(self):
         return self._user.index
 
-    # -- listeners
-
-    def addListener(self, listener):
-        """
-        Call C{listener()} (in the thread that made the change) after a
-        delivery, a flag change or an expunge, by anyone.
-        """
-        self._listeners.append(listener)
-
-    def removeListener(self, listener):
-        if listener in self._listeners:
-            self._listeners.remove(listener)
+    # -- listeners (addListener, removeListener: FolderBase)
 
     def _changed(self):
         self._invalidate()
-        for listener in list(self._listeners):
-            listener()
+        FolderBase._changed(self)
 
     def _invalidate(self):
         """
@@ -830,9 +811,7 @@ class MaildirFolder:
             message still there and not skipped (changed or not), the UIDs no
             longer in the folder, and the UIDs skipped for C{unchangedSince}.
         """
-        add, remove = storableFlags(add), frozenset(remove)
-        if replace is not None:
-            replace = storableFlags(replace)
+        add, remove, replace = normalizeFlagChange(add, remove, replace)
         with self._user.lock:
             self._row()
             self._sync()
@@ -880,24 +859,6 @@ class MaildirFolder:
         if changes:
             self._changed()
         return infos, sorted(gone), modified
-
-    def changeFlags(self, info, add=frozenset(), remove=frozenset(), replace=None):
-        """
-        Change the flags of one message (see L{storeFlags}).
-
-        @return: the new L{MessageInfo}.
-        @raise MessageGone: it was expunged.
-        """
-        infos, gone, _ = self.storeFlags([info.uid], add, remove, replace)
-        if not infos or infos[0].key != info.key:
-            raise MessageGone(info.key)
-        return infos[0]
-
-    def setFlags(self, info, flags):
-        """
-        Replace the flags of a message (see L{changeFlags}).
-        """
-        return self.changeFlags(info, replace=flags)
 
     def claimRecent(self):
         """

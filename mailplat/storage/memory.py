@@ -32,6 +32,11 @@ from mailplat.interfaces import (
     QuotaExceeded,
 )
 from mailplat.storage import names as _names
+from mailplat.storage.folderbase import (
+    FolderBase,
+    normalizeFlagChange,
+    planFlagChanges,
+)
 from mailplat.storage.records import (
     SPECIAL_FOLDERS,
     FolderStatus,
@@ -50,7 +55,7 @@ def _bytesOf(chunks):
 
 
 @implementer(IMailFolder)
-class MemoryFolder:
+class MemoryFolder(FolderBase):
     """
     One folder of one user, in memory.  Get it from L{MemoryStore.folder}.
 
@@ -102,18 +107,7 @@ class MemoryFolder:
             self._check()
             return self._modseq
 
-    # -- listeners
-
-    def addListener(self, listener):
-        self._listeners.append(listener)
-
-    def removeListener(self, listener):
-        if listener in self._listeners:
-            self._listeners.remove(listener)
-
-    def _changed(self):
-        for listener in list(self._listeners):
-            listener()
+    # -- listeners: FolderBase
 
     # -- reading
 
@@ -260,23 +254,15 @@ class MemoryFolder:
 
     def storeFlags(self, uids, add=frozenset(), remove=frozenset(), replace=None,
                    unchangedSince=None):
-        add, remove = storableFlags(add), frozenset(remove)
-        if replace is not None:
-            replace = storableFlags(replace)
+        add, remove, replace = normalizeFlagChange(add, remove, replace)
         with self._user.lock:
             self._check()
             present = [uid for uid in sorted(set(uids)) if uid in self._infos]
             gone = sorted(set(uids) - set(present))
-            modified, results, changing = [], [], []
-            for uid in present:
-                info = self._infos[uid]
-                if unchangedSince is not None and info.modseq > unchangedSince:
-                    modified.append(uid)
-                    continue
-                flags = replace if replace is not None else (info.flags | add) - remove
-                if flags != info.flags:
-                    changing.append((uid, flags))
-                results.append(uid)
+            results, modified, changing = planFlagChanges(
+                [self._infos[uid] for uid in present], add, remove, replace,
+                unchangedSince,
+            )
             if changing:
                 self._modseq += 1
                 for uid, flags in changing:
@@ -287,15 +273,6 @@ class MemoryFolder:
         if changing:
             self._changed()
         return infos, gone, modified
-
-    def changeFlags(self, info, add=frozenset(), remove=frozenset(), replace=None):
-        infos, gone, _ = self.storeFlags([info.uid], add, remove, replace)
-        if not infos or infos[0].key != info.key:
-            raise MessageGone(info.key)
-        return infos[0]
-
-    def setFlags(self, info, flags):
-        return self.changeFlags(info, replace=flags)
 
     def remove(self, infos):
         with self._user.lock:

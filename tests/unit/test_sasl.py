@@ -150,9 +150,16 @@ def loadExample(testCase):
 
 
 class SMTPSession:
+    """
+    One session on a fake transport: C{factory} and C{listener} say which
+    protocol.
+    """
+
+    factory = SMTPFactory
+    listener = ListenerConfig("s", "smtp", "tcp:0", tls="starttls", profile="submission")
+
     def __init__(self, ctx, transport):
-        listener = ListenerConfig("s", "smtp", "tcp:0", tls="starttls", profile="submission")
-        self.proto = SMTPFactory(ctx, listener).buildProtocol(PEER)
+        self.proto = self.factory(ctx, self.listener).buildProtocol(PEER)
         self.transport = transport
         self.proto.makeConnection(transport)
         transport.clear()
@@ -166,21 +173,13 @@ class SMTPSession:
 
 
 class IMAPSession(SMTPSession):
-    def __init__(self, ctx, transport):
-        listener = ListenerConfig("i", "imap", "tcp:0", tls="starttls")
-        self.proto = IMAPFactory(ctx, listener).buildProtocol(PEER)
-        self.transport = transport
-        self.proto.makeConnection(transport)
-        transport.clear()
+    factory = IMAPFactory
+    listener = ListenerConfig("i", "imap", "tcp:0", tls="starttls")
 
 
 class POP3Session(SMTPSession):
-    def __init__(self, ctx, transport):
-        listener = ListenerConfig("p", "pop3", "tcp:0", tls="starttls")
-        self.proto = POP3Factory(ctx, listener).buildProtocol(PEER)
-        self.transport = transport
-        self.proto.makeConnection(transport)
-        transport.clear()
+    factory = POP3Factory
+    listener = ListenerConfig("p", "pop3", "tcp:0", tls="starttls")
 
 
 # -- the parts

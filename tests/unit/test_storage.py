@@ -23,16 +23,9 @@ from mailplat.storage.maildir import (
     MessageGone,
     NoSuchFolder,
 )
+from mailplat.testing import STANDARD_FOLDERS
 
 USER = "demo@example.test"
-SPECIAL = [
-    ("Archive", "\\Archive"),
-    ("Drafts", "\\Drafts"),
-    ("INBOX", None),
-    ("Junk", "\\Junk"),
-    ("Sent", "\\Sent"),
-    ("Trash", "\\Trash"),
-]
 
 
 class StoreTestMixin:
@@ -71,7 +64,7 @@ class MaildirTests(StoreTestMixin, unittest.TestCase):
         """
         Every user has INBOX and the RFC 6154 folders, subscribed.
         """
-        self.assertEqual(self.store.folders(USER), SPECIAL)
+        self.assertEqual(self.store.folders(USER), STANDARD_FOLDERS)
         self.assertEqual(
             self.store.subscriptions(USER),
             ["Archive", "Drafts", "INBOX", "Junk", "Sent", "Trash"],
@@ -118,8 +111,8 @@ class MaildirTests(StoreTestMixin, unittest.TestCase):
         self.assertEqual(again.uidNext, 4)
 
     def test_uidValidityDiffersPerFolder(self):
-        validities = {self.store.folder(USER, n).uidValidity for n, _ in SPECIAL}
-        self.assertEqual(len(validities), len(SPECIAL))
+        validities = {self.store.folder(USER, n).uidValidity for n, _ in STANDARD_FOLDERS}
+        self.assertEqual(len(validities), len(STANDARD_FOLDERS))
 
     def test_flagsInFileNames(self):
         folder = self.inbox()
@@ -396,7 +389,7 @@ class FolderTests(StoreTestMixin, unittest.TestCase):
         self.store.createFolder(USER, "Lists/twisted.dev")
         self.store.createFolder(USER, "a.b")
         self.store.createFolder(USER, "inbox/Sub")
-        created = [n for n, _ in self.store.folders(USER) if n not in dict(SPECIAL)]
+        created = [n for n, _ in self.store.folders(USER) if n not in dict(STANDARD_FOLDERS)]
         self.assertEqual(created, ["INBOX/Sub", "Lists", "Lists/twisted.dev", "a.b"])
         self.assertRaises(FolderExists, self.store.createFolder, USER, "Lists")
         self.assertRaises(FolderExists, self.store.createFolder, USER, "INBOX")
@@ -445,7 +438,7 @@ class FolderTests(StoreTestMixin, unittest.TestCase):
         folder.deliver([b"x\r\n"])
         validity = folder.uidValidity
         self.store.renameFolder(USER, "a", "z/y")
-        names_ = [n for n, _ in self.store.folders(USER) if n not in dict(SPECIAL)]
+        names_ = [n for n, _ in self.store.folders(USER) if n not in dict(STANDARD_FOLDERS)]
         self.assertEqual(names_, ["z", "z/y", "z/y/b", "z/y/b/c"])
         # The object a session holds follows the rename.
         self.assertEqual(folder.name, "z/y/b")

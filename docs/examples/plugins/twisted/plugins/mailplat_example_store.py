@@ -41,6 +41,11 @@ from mailplat.interfaces import (
     NoSuchFolder,
     QuotaExceeded,
 )
+from mailplat.storage.folderbase import (
+    FolderBase,
+    normalizeFlagChange,
+    planFlagChanges,
+)
 from mailplat.storage.names import (
     checkDeletable,
     checkRenamable,
@@ -81,7 +86,7 @@ def _text(flags):
 
 
 @implementer(IMailFolder)
-class SQLiteFolder:
+class SQLiteFolder(FolderBase):
     """
     One folder: a row of C{folders}.  The store keeps one object per folder.
     """
@@ -142,10 +147,6 @@ class SQLiteFolder:
             db.executemany("DELETE FROM messages WHERE folder = ? AND uid = ?",
                            [(self.id, uid) for uid in uids])
 
-    def _changed(self):
-        for listener in list(self._listeners):
-            listener()
-
     def _claim(self, db):
         uids = [r[0] for r in db.execute(
             "SELECT uid FROM messages WHERE folder = ? AND recent = 1", (self.id,))]
@@ -176,13 +177,6 @@ class SQLiteFolder:
         with self._store._lock:
             self._row()
         return False
-
-    def addListener(self, listener):
-        self._listeners.append(listener)
-
-    def removeListener(self, listener):
-        if listener in self._listeners:
-            self._listeners.remove(listener)
 
     def snapshot(self):
         with self._store._lock:
@@ -261,23 +255,15 @@ class SQLiteFolder:
 
     def storeFlags(self, uids, add=frozenset(), remove=frozenset(), replace=None,
                    unchangedSince=None):
-        add, remove = storableFlags(add), frozenset(remove)
-        if replace is not None:
-            replace = storableFlags(replace)
+        add, remove, replace = normalizeFlagChange(add, remove, replace)
         with self._store._lock, self._store._db() as db:
             self._row()
             present = {i.uid: i for i in self._infos()}
             gone = sorted(set(uids) - set(present))
-            kept, modified, changing = [], [], []
-            for uid in sorted(set(uids) & set(present)):
-                info = present[uid]
-                if unchangedSince is not None and info.modseq > unchangedSince:
-                    modified.append(uid)
-                    continue
-                flags = replace if replace is not None else (info.flags | add) - remove
-                if flags != info.flags:
-                    changing.append((uid, flags))
-                kept.append(uid)
+            kept, modified, changing = planFlagChanges(
+                [present[uid] for uid in sorted(set(uids) & set(present))],
+                add, remove, replace, unchangedSince,
+            )
             if changing:
                 modseq = self._bump(db)
                 db.executemany(
@@ -288,15 +274,6 @@ class SQLiteFolder:
         if changing:
             self._changed()
         return infos, gone, modified
-
-    def changeFlags(self, info, add=frozenset(), remove=frozenset(), replace=None):
-        infos, _, _ = self.storeFlags([info.uid], add, remove, replace)
-        if not infos or infos[0].key != info.key:
-            raise MessageGone(info.key)
-        return infos[0]
-
-    def setFlags(self, info, flags):
-        return self.changeFlags(info, replace=flags)
 
     def remove(self, infos):
         with self._store._lock, self._store._db() as db:
