@@ -607,7 +607,7 @@ class ConfiguredOfferTests(unittest.TestCase):
         self.assertEqual(s.send(b"AUTH x-echo"), b"334 d2hvPw==\r\n")
         self.assertEqual(s.send(b64(USER)), b"334 c2VjcmV0Pw==\r\n")
         self.assertEqual(s.send(b64(b"bad")), b"501 5.5.2 Cannot decode response\r\n")
-        s.send(b"AUTH X-ECHO " + b64(USER))
+        self.assertEqual(s.send(b"AUTH X-ECHO " + b64(USER)), b"334 c2VjcmV0Pw==\r\n")
         self.assertEqual(s.send(b64(b"demo")), b"235 2.7.0 Authentication successful\r\n")
         self.assertEqual(s.proto.authenticated, "demo@example.test")
 
@@ -625,7 +625,7 @@ class ConfiguredOfferTests(unittest.TestCase):
         self.assertEqual(s.send(b"c AUTHENTICATE X-ECHO"), b"+ d2hvPw==\r\n")
         self.assertEqual(s.send(b64(USER)), b"+ c2VjcmV0Pw==\r\n")
         self.assertEqual(s.send(b64(b"bad")), b"c BAD Invalid X-ECHO response\r\n")
-        s.send(b"d AUTHENTICATE X-ECHO " + b64(USER))
+        self.assertEqual(s.send(b"d AUTHENTICATE X-ECHO " + b64(USER)), b"+ c2VjcmV0Pw==\r\n")
         self.assertEqual(s.send(b64(b"demo")), b"d OK AUTHENTICATE completed\r\n")
 
     def test_pop3BeforeTLS(self):
@@ -641,7 +641,7 @@ class ConfiguredOfferTests(unittest.TestCase):
         self.assertEqual(s.send(b"AUTH X-ECHO"), b"+ d2hvPw==\r\n")
         self.assertEqual(s.send(b64(USER)), b"+ c2VjcmV0Pw==\r\n")
         self.assertEqual(s.send(b64(b"bad")), b"-ERR Invalid X-ECHO response.\r\n")
-        s.send(b"AUTH X-ECHO " + b64(USER))
+        self.assertEqual(s.send(b"AUTH X-ECHO " + b64(USER)), b"+ c2VjcmV0Pw==\r\n")
         self.assertEqual(s.send(b64(b"demo")), b"+OK Logged in.\r\n")
 
 
