@@ -36,9 +36,12 @@ class ServerContext:
     @ivar sasl: the L{mailplat.auth.sasl.SASLMechanisms} SMTP AUTH, IMAP
         AUTHENTICATE and POP3 AUTH offer (L{None}: the built-in PLAIN and
         LOGIN).
-    @ivar committer: the L{mailplat.queue.commit.GroupCommitter} that makes
-        received messages durable before their 250 (L{None}: each message
-        is committed on its own through C{runBlocking}).
+    @ivar committer: what makes received messages durable before their 250:
+        C{commit(spool) -> Deferred} firing with the
+        L{mailplat.queue.store.QueuedMessage} (the
+        L{mailplat.queue.commitprocess.CommitProcess} or the
+        L{mailplat.queue.commit.GroupCommitter}; L{None}: each message is
+        committed on its own through C{runBlocking}).
     """
 
     config: Any

@@ -27,6 +27,7 @@ from mailplat.dns import Resolver
 from mailplat.listeners import ListenError, ListenerService
 from mailplat.policy.registry import buildPipeline
 from mailplat.queue.commit import GroupCommitter
+from mailplat.queue.commitprocess import CommitProcess
 from mailplat.queue.control import ControlService
 from mailplat.queue.runner import QueueRunner
 from mailplat.recipients import resolverFor
@@ -111,6 +112,15 @@ class MailplatService(service.MultiService):
         users = userDatabase(config)
         self.realm = MailRealm(store)
         queue = QueueStore(config.queue.path)
+        committer = GroupCommitter(queue, runCommit)
+        # The process that runs the SMTP sessions commits what they receive
+        # through a commit process of its own (mailplat.queue.commitprocess);
+        # started first, so that it stops after the listeners.
+        self.commitProcess = None
+        if config.queue.commitProcess and not config.smtp.separateProcess:
+            self.commitProcess = CommitProcess(queue, reactor, committer, runBlocking)
+            self.commitProcess.setServiceParent(self)
+            committer = self.commitProcess
         local = LocalDelivery(store, users, config.isLocalDomain, runDelivery)
         self.resolver = Resolver.fromConfig(config.dns, reactor, runBlocking)
         self.runner = self._makeRunner(queue, local, runDelivery)
@@ -127,7 +137,7 @@ class MailplatService(service.MultiService):
             callFromThread=reactor.callFromThread,
             recipients=resolverFor(config, users),
             resolver=self.resolver,
-            committer=GroupCommitter(queue, runCommit),
+            committer=committer,
             events=EventHub(),
             authThrottle=AuthThrottle(
                 reactor,

@@ -36,26 +36,17 @@ one SMTP process.
 """
 
 import json
-import os
 import pickle
 import re
 import struct
 import sys
 
-from twisted.application import service
-from twisted.internet import defer, protocol
+from twisted.internet import defer
 from twisted.logger import Logger, LogLevel, globalLogPublisher
 
 from mailplat.events import ACCEPTED, MailEvent
 from mailplat.listeners import ListenerService
-
-# How long the child gets to finish at shutdown before it is killed.
-STOP_TIMEOUT = 10.0
-# Restart delays after the child dies: doubled each time, reset by a child
-# that ran for a minute.
-RESTART_INITIAL = 0.5
-RESTART_MAX = 30.0
-
+from mailplat.supervisor import SupervisedProcess, childEnvironment
 
 _LEVELS = {level.name: level for level in LogLevel.iterconstants()}
 _ESCAPED = re.compile(r"\\(.)")
@@ -110,69 +101,21 @@ def bootstrapRecord(mail, listeners):
     return struct.pack("!Q", len(record)) + record
 
 
-class _ChildProtocol(protocol.ProcessProtocol):
-    log = Logger()
-
-    def __init__(self, owner):
-        self.owner = owner
-        self._buffer = b""
-        self._errors = b""
-        self.ended = defer.Deferred()
-        self.pid = None
-
-    def connectionMade(self):
-        self.pid = self.transport.pid
-
-    def outReceived(self, data):
-        lines = (self._buffer + data).split(b"\n")
-        self._buffer = lines.pop()
-        for line in lines:
-            try:
-                self.owner.received(line.decode("utf-8"))
-            except Exception:
-                self.log.failure(
-                    "smtp process [{pid}]: unreadable message {line!r}",
-                    pid=self.pid,
-                    line=line[:200],
-                )
-
-    def errReceived(self, data):
-        lines = (self._errors + data).split(b"\n")
-        self._errors = lines.pop()
-        for line in lines:
-            self.log.error(
-                "smtp process [{pid}]: {line}",
-                pid=self.pid,
-                line=line.decode("utf-8", "replace"),
-            )
-
-    def processEnded(self, reason):
-        if self._errors:
-            self.errReceived(b"\n")
-        self.owner.ended(self, reason)
-        self.ended.callback(None)
-
-
-class SMTPProcessService(service.Service):
+class SMTPProcessService(SupervisedProcess):
     """
     Starts the SMTP process, relays what it reports and restarts it when it
-    dies.
+    dies (L{mailplat.supervisor.SupervisedProcess}).
 
     @ivar mail: the L{mailplat.service.MailplatService}.
-    @ivar child: the running child's L{_ChildProtocol}, or L{None}.
-    @ivar started: how many children were started (for tests).
     """
 
     name = "smtp-process"
+    label = "smtp process"
     log = Logger()
 
     def __init__(self, mail):
+        SupervisedProcess.__init__(self, mail.reactor)
         self.mail = mail
-        self.child = None
-        self.started = 0
-        self._delay = RESTART_INITIAL
-        self._restart = None
-        self._startedAt = None
         self._ready = []
 
     def _listeners(self):
@@ -191,34 +134,21 @@ class SMTPProcessService(service.Service):
         self._ready.append(d)
         return d
 
-    def startService(self):
-        service.Service.startService(self)
-        self._spawn()
-
-    def _spawn(self):
-        self._restart = None
-        reactor = self.mail.reactor
+    def spawn(self, child):
         childFDs = {0: "w", 1: "r", 2: "r"}
         specs = []
         for n, listener in enumerate(self._listeners()):
             fd = 3 + n
             childFDs[fd] = listener.port.fileno()
             specs.append((listener.listener.name, fd, listener.port.socket.family))
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-        child = _ChildProtocol(self)
-        self.child = child
-        self.started += 1
-        self._startedAt = reactor.seconds()
-        reactor.spawnProcess(
+        self.reactor.spawnProcess(
             child,
             sys.executable,
             [sys.executable, "-m", "mailplat.smtpchild"],
-            env=env,
+            env=childEnvironment(),
             childFDs=childFDs,
         )
         child.transport.write(bootstrapRecord(self.mail, specs))
-        self.log.info("smtp process [{pid}]: started", pid=child.pid)
 
     def received(self, line):
         """
@@ -259,26 +189,13 @@ class SMTPProcessService(service.Service):
         for d in ready:
             d.callback(pid)
 
-    def ended(self, child, reason):
-        if child is not self.child:
-            return
-        self.child = None
-        if not self.running:
-            self.log.info(
-                "smtp process [{pid}]: stopped ({reason})",
-                pid=child.pid,
-                reason=reason.getErrorMessage(),
-            )
-            return
-        reactor = self.mail.reactor
-        if reactor.seconds() - self._startedAt > 60:
-            self._delay = RESTART_INITIAL
+    def died(self, child, reason, delay):
         self.log.error(
             "smtp process [{pid}]: ended unexpectedly ({reason}); this process "
             "accepts SMTP until a new one is ready in {delay:.1f}s",
             pid=child.pid,
             reason=reason.getErrorMessage(),
-            delay=self._delay,
+            delay=delay,
         )
         for listener in self._listeners():
             listener.serveHere(True)
@@ -288,8 +205,6 @@ class SMTPProcessService(service.Service):
         d = self.mail.context.runBlocking(self.mail.context.queue.removeOrphans)
         d.addCallback(self._removed)
         d.addErrback(lambda f: self.log.failure("cannot clean the queue's tmp/", f))
-        self._restart = reactor.callLater(self._delay, self._spawn)
-        self._delay = min(self._delay * 2, RESTART_MAX)
 
     def _removed(self, ids):
         for queueId in ids:
@@ -298,38 +213,3 @@ class SMTPProcessService(service.Service):
                 "smtp process (it never got a 250)",
                 queueId=queueId,
             )
-
-    def stopService(self):
-        service.Service.stopService(self)
-        if self._restart is not None and self._restart.active():
-            self._restart.cancel()
-        self._restart = None
-        child = self.child
-        if child is None:
-            return None
-        reactor = self.mail.reactor
-        try:
-            child.transport.closeStdin()
-        except Exception:
-            pass
-
-        def kill():
-            self.log.warn(
-                "smtp process [{pid}]: still running {timeout:.0f}s after the "
-                "request to stop; killing it",
-                pid=child.pid,
-                timeout=STOP_TIMEOUT,
-            )
-            try:
-                child.transport.signalProcess("KILL")
-            except Exception:
-                pass
-
-        killer = reactor.callLater(STOP_TIMEOUT, kill)
-
-        def stopped(result):
-            if killer.active():
-                killer.cancel()
-            return result
-
-        return child.ended.addBoth(stopped)

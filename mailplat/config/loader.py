@@ -510,6 +510,7 @@ def configFromDict(data, baseDir, source="<config>"):
         maxLifetime=t.get("max_lifetime", parseDuration, 5 * 86400.0),
         delayWarning=t.get("delay_warning", parseDuration, 4 * 3600.0),
         deliveryThreads=t.get("delivery_threads", _integer, 2),
+        commitProcess=t.get("commit_process", _boolean, True),
     )
     if queue.deliveryThreads == 0:
         t.error("delivery_threads", "must be at least 1")

@@ -122,6 +122,10 @@ class QueueConfig:
     delayWarning: float = 4 * 3600.0
     # Threads for queue and delivery disk work (apart from SMTP's).
     deliveryThreads: int = 2
+    # Commit received messages in a process of their own
+    # (mailplat.queue.commitprocess) rather than in threads of the process
+    # that runs the SMTP sessions.
+    commitProcess: bool = True
 
 
 @dataclass(frozen=True)

@@ -369,6 +369,41 @@ class SpoolFile:
             self._createFile()
         self._file.flush()
 
+    def image(self):
+        """
+        The whole queue file of a message held in memory (L{inMemory}), with
+        the final envelope, for the commit process
+        (L{mailplat.queue.commitprocess}); the spool stays open until
+        L{committed} or L{abort}.
+        """
+        header = self.envelope.toJSON()
+        if header != self._header:
+            if len(header) <= self._reserved:
+                prefix = self._chunks[0][: self._headerAt] + header.ljust(self._reserved) + b"\n"
+            else:
+                prefix = _MAGIC + b"%d\n" % len(header) + header + b"\n"
+                self._reserved = len(header)
+                self._headerAt = len(prefix) - len(header) - 1
+                self.offset = len(prefix)
+            self._chunks[0] = prefix
+            self._header = header
+        return b"".join(self._chunks)
+
+    def committed(self):
+        """
+        The commit process wrote L{image} to C{active/} durably: forget the
+        message held in memory.
+
+        @return: the L{QueuedMessage}.
+        """
+        self._chunks = None
+        self.queue.releaseMemory(self._held)
+        self._held = 0
+        self.closed = True
+        self.queue.spooling.discard(self.envelope.id)
+        final = os.path.join(self.queue.activeDir, self.envelope.id)
+        return QueuedMessage(final, self.envelope, self.offset, self.size)
+
     def _finalEnvelope(self):
         """
         Write the envelope again if it changed since DATA began (checks added
@@ -551,12 +586,87 @@ class QueueStore:
                 fsyncDirectory(self.activeDir)
             except Exception as e:
                 for item in renamed:
-                    try:
-                        os.unlink(item.path)
-                    except OSError:
-                        pass
+                    _unlinkQuietly(item.path)
                 results = [r if isinstance(r, Exception) else e for r in results]
         return results
+
+    def commitImages(self, images):
+        """
+        I{blocking}.  Group commit of whole queue files (the commit process,
+        L{mailplat.queue.commitd}): each is written to C{tmp/<id>} and
+        fsynced (from several threads at once), renamed into C{active/},
+        then C{active/} is fsynced once; a message is durable when this
+        returns.
+
+        @param images: C{(queueId, bytes)} pairs (L{SpoolFile.image}).
+        @return: a list with, for each image in order, L{None} or the
+            L{OSError} that kept it out of the queue (nothing of it is left
+            then, in C{tmp/} or C{active/}).
+        """
+        errors = runAll(self._writeImage, images)
+        renamed = []
+        for n, ((queueId, _), error) in enumerate(zip(images, errors)):
+            if error is not None:
+                continue
+            final = os.path.join(self.activeDir, queueId)
+            try:
+                os.rename(os.path.join(self.tmpDir, queueId), final)
+            except OSError as e:
+                errors[n] = e
+                _unlinkQuietly(os.path.join(self.tmpDir, queueId))
+            else:
+                renamed.append(final)
+        if renamed:
+            try:
+                fsyncDirectory(self.activeDir)
+            except OSError as e:
+                for path in renamed:
+                    _unlinkQuietly(path)
+                errors = [e if error is None else error for error in errors]
+        return errors
+
+    def _writeImage(self, image):
+        """
+        One file of L{commitImages}, in one of its threads.
+
+        @return: L{None}, or the L{OSError} that stopped it (the file is
+            removed then).
+        """
+        queueId, data = image
+        path = os.path.join(self.tmpDir, queueId)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as e:
+            return e
+        try:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            _unlinkQuietly(path)
+            return e
+        return None
+
+    def discardCommits(self, queueIds):
+        """
+        I{blocking}.  Remove whatever a commit process that died wrote of
+        these messages, in C{tmp/} and in C{active/} (durably: a message
+        that never got its 250 must not come back after a crash).
+        """
+        removed = False
+        for queueId in queueIds:
+            _unlinkQuietly(os.path.join(self.tmpDir, queueId))
+            try:
+                os.unlink(os.path.join(self.activeDir, queueId))
+                removed = True
+            except FileNotFoundError:
+                pass
+        if removed:
+            fsyncDirectory(self.activeDir)
 
     def ids(self):
         """
@@ -753,6 +863,13 @@ class QueueStore:
                 pass
         fsyncDirectory(self.activeDir)
         fsyncDirectory(self.quarantineDir)
+
+
+def _unlinkQuietly(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def _validId(queueId):
