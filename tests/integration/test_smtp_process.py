@@ -387,6 +387,15 @@ def test_childKilledLosesNothing(tmp_path):
         while okCount[0] < 10 and time.monotonic() < deadline:
             time.sleep(0.005)
         assert okCount[0] >= 10
+        # The child's commit process (mailplat.queue.commitprocess).
+        commitPid = int(
+            _logLine(
+                t.output(),
+                r"\S+ \[mailplat\.queue\.commitprocess\.CommitProcess#info\] "
+                r"commit process \[(\d+)\]: started",
+            )
+        )
+        assert _stat(commitPid)[1] == first
         os.kill(first, signal.SIGKILL)
         killed.set()
         # Right after the kill, a new session is accepted (by the main
@@ -403,6 +412,9 @@ def test_childKilledLosesNothing(tmp_path):
         assert pids[0] == first and pids[1] != first
         second = pids[1]
         _waitGone(first)
+        # It dies with the child (SIGKILL on its parent's death), so it
+        # writes nothing into the queue after the main process looked.
+        _waitGone(commitPid)
         assert _smtpChildren(tmp_path) == [(second, twistdPid)]
         log = t.output()
         _logLine(
