@@ -2,7 +2,8 @@
 Group commit of received messages, and the batching it is built on.
 
 Every SMTP session that reaches the end of DATA hands its spool file to one
-L{GroupCommitter}.  The committer works on one group at a time, in one
+L{GroupCommitter} (unless the commit process takes it:
+L{mailplat.queue.commitprocess}, where groups form the same way).  The committer works on one group at a time, in one
 thread: it fsyncs and renames every file of the group into C{active/}, then
 fsyncs the directory once for all of them
 (L{mailplat.queue.store.QueueStore.commitMany}), and only then fires each

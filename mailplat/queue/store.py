@@ -234,8 +234,9 @@ class SpoolFile:
     reactor thread; L{commit} and L{abort} are I{blocking}.
 
     A small message is kept in memory and its file is created, written,
-    fsynced and renamed in one go by L{commit} (in the commit thread): the
-    reactor thread makes no file system call for it at all.  Once a
+    fsynced and renamed in one go by L{commit} (in the commit thread), or
+    by the commit process from L{image}: the reactor thread makes no file
+    system call for it at all.  Once a
     message grows past L{MEMORY_LIMIT} (or the process holds
     L{MEMORY_BUDGET} in memory), its file is created and what arrives is
     written to it (buffered, no fsync).  L{flush} creates the file too, for
