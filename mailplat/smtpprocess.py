@@ -111,6 +111,7 @@ class SMTPProcessService(SupervisedProcess):
 
     name = "smtp-process"
     label = "smtp process"
+    whileDown = "this process accepts SMTP until a new one is ready"
     log = Logger()
 
     def __init__(self, mail):
@@ -189,14 +190,7 @@ class SMTPProcessService(SupervisedProcess):
         for d in ready:
             d.callback(pid)
 
-    def died(self, child, reason, delay):
-        self.log.error(
-            "smtp process [{pid}]: ended unexpectedly ({reason}); this process "
-            "accepts SMTP until a new one is ready in {delay:.1f}s",
-            pid=child.pid,
-            reason=reason.getErrorMessage(),
-            delay=delay,
-        )
+    def died(self, child, reason):
         for listener in self._listeners():
             listener.serveHere(True)
         # The messages it acknowledged but did not announce are in active/;

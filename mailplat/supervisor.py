@@ -93,11 +93,14 @@ class SupervisedProcess(service.Service):
     L{received} and clean up after it in L{died}.
 
     @ivar label: how log lines name the process.
+    @ivar whileDown: what happens between a child's death and the next one,
+        for the log line that reports the death.
     @ivar child: the running child's L{LineChildProtocol}, or L{None}.
     @ivar started: how many children were started (for tests).
     """
 
     label = "child process"
+    whileDown = "a new one starts"
     log = Logger()
 
     def __init__(self, reactor):
@@ -134,10 +137,9 @@ class SupervisedProcess(service.Service):
         """
         raise NotImplementedError()
 
-    def died(self, child, reason, delay):
+    def died(self, child, reason):
         """
-        The child ended while the service runs; a new one starts in
-        C{delay} seconds.
+        The child ended while the service runs (a new one is due).
         """
 
     def ended(self, child, reason):
@@ -154,7 +156,16 @@ class SupervisedProcess(service.Service):
             return
         if self.reactor.seconds() - self._startedAt > 60:
             self._delay = RESTART_INITIAL
-        self.died(child, reason, self._delay)
+        self.log.error(
+            "{label} [{pid}]: ended unexpectedly ({reason}); {whileDown} in "
+            "{delay:.1f}s",
+            label=self.label,
+            pid=child.pid,
+            reason=reason.getErrorMessage(),
+            whileDown=self.whileDown,
+            delay=self._delay,
+        )
+        self.died(child, reason)
         self._restart = self.reactor.callLater(self._delay, self._spawn)
         self._delay = min(self._delay * 2, RESTART_MAX)
 

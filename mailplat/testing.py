@@ -8,6 +8,7 @@ import os
 
 from twisted.internet import defer
 from twisted.internet.task import Clock
+from twisted.logger import formatEvent, globalLogPublisher
 from zope.interface.verify import verifyObject
 
 from mailplat.auth.checkers import portalFor, userDatabase
@@ -43,6 +44,24 @@ def runSynchronously(f, *args, **kwargs):
 
 
 _hashes = {}
+
+
+class LogCapture:
+    """
+    Every event published to Twisted's global log publisher while a test
+    runs.
+    """
+
+    def __init__(self, case):
+        self.events = []
+        globalLogPublisher.addObserver(self.events.append)
+        case.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def texts(self):
+        """
+        @return: the events as text.
+        """
+        return [formatEvent(e) for e in self.events]
 
 
 def cachedHash(password):

@@ -51,6 +51,7 @@ class CommitProcess(SupervisedProcess):
 
     name = "commit-process"
     label = "commit process"
+    whileDown = "messages are committed by threads until a new one starts"
     log = Logger()
 
     def __init__(self, store, reactor, fallback, runBlocking):
@@ -108,15 +109,6 @@ class CommitProcess(SupervisedProcess):
         number = int(status[6:])
         spool.abort()
         d.errback(Failure(OSError(number, os.strerror(number))))
-
-    def died(self, child, reason, delay):
-        self.log.error(
-            "commit process [{pid}]: ended unexpectedly ({reason}); messages "
-            "are committed by threads until a new one starts in {delay:.1f}s",
-            pid=child.pid,
-            reason=reason.getErrorMessage(),
-            delay=delay,
-        )
 
     def ended(self, child, reason):
         SupervisedProcess.ended(self, child, reason)

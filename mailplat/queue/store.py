@@ -582,13 +582,9 @@ class QueueStore:
             else:
                 results[n] = item
                 renamed.append(item)
-        if renamed:
-            try:
-                fsyncDirectory(self.activeDir)
-            except Exception as e:
-                for item in renamed:
-                    _unlinkQuietly(item.path)
-                results = [r if isinstance(r, Exception) else e for r in results]
+        error = self._syncRenamed([item.path for item in renamed])
+        if error is not None:
+            results = [r if isinstance(r, Exception) else error for r in results]
         return results
 
     def commitImages(self, images):
@@ -617,14 +613,27 @@ class QueueStore:
                 _unlinkQuietly(os.path.join(self.tmpDir, queueId))
             else:
                 renamed.append(final)
-        if renamed:
-            try:
-                fsyncDirectory(self.activeDir)
-            except OSError as e:
-                for path in renamed:
-                    _unlinkQuietly(path)
-                errors = [e if error is None else error for error in errors]
+        failed = self._syncRenamed(renamed)
+        if failed is not None:
+            errors = [failed if error is None else error for error in errors]
         return errors
+
+    def _syncRenamed(self, paths):
+        """
+        fsync C{active/} once C{paths} were renamed into it; if that fails,
+        remove them.
+
+        @return: L{None}, or the exception the fsync raised.
+        """
+        if not paths:
+            return None
+        try:
+            fsyncDirectory(self.activeDir)
+        except Exception as e:
+            for path in paths:
+                _unlinkQuietly(path)
+            return e
+        return None
 
     def _writeImage(self, image):
         """

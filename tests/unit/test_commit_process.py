@@ -19,7 +19,7 @@ from mailplat.queue import store as storeModule
 from mailplat.queue.commitprocess import CommitProcess
 from mailplat.queue.envelope import Envelope, Recipient
 from mailplat.queue.store import QueueStore, newQueueId
-from mailplat.testing import runSynchronously
+from mailplat.testing import LogCapture, runSynchronously
 
 CONTENT = b"Subject: x\r\n\r\nbody\r\n"
 
@@ -353,6 +353,7 @@ class CommitProcessTests(unittest.TestCase):
         into C{active/}); the threads commit until a new process starts,
         which then commits.
         """
+        logged = LogCapture(self)
         pid = self.service.child.pid
         os.kill(pid, signal.SIGSTOP)
         spool = spooled(self.queue)
@@ -367,6 +368,16 @@ class CommitProcessTests(unittest.TestCase):
         self.assertEqual(os.listdir(self.queue.activeDir), [])
         self.assertEqual(self.queue.memoryHeld, 0)
         self.assertIsNone(self.service.child)
+        self.assertEqual(
+            [e for e in logged.texts() if e.startswith("commit process")],
+            [
+                f"commit process [{pid}]: ended unexpectedly (A process has ended "
+                "with a probable error condition: process ended by signal 9.); "
+                "messages are committed by threads until a new one starts in 0.2s",
+                f"commit process [{pid}]: 1 message(s) it was committing are "
+                "refused (451 4.3.0)",
+            ],
+        )
         meanwhile = spooled(self.queue)
         result = yield self.service.commit(meanwhile)
         self.assertEqual((result, self.fallback.spools), ("committed by threads", [meanwhile]))

@@ -38,7 +38,7 @@ from mailplat.smtpprocess import (
     escape,
     unescape,
 )
-from mailplat.testing import runSynchronously
+from mailplat.testing import LogCapture, runSynchronously
 
 MINIMAL = """
 hostname = "mail.example.test"
@@ -153,22 +153,6 @@ def fakeMail(clock=None, names=()):
     )
     events.subscribe(mail.emitted.append)
     return mail
-
-
-class LogCapture:
-    """
-    Every event published to the global log publisher while installed.
-    """
-
-    def __init__(self, case):
-        self.events = []
-        globalLogPublisher.addObserver(self.events.append)
-        case.addCleanup(globalLogPublisher.removeObserver, self.events.append)
-
-    def texts(self):
-        from twisted.logger import formatEvent
-
-        return [formatEvent(e) for e in self.events]
 
 
 class ReceivedTests(unittest.TestCase):
