@@ -16,7 +16,7 @@ from types import SimpleNamespace
 from twisted.internet import defer
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.task import Clock
-from twisted.logger import LogLevel, globalLogPublisher
+from twisted.logger import LogLevel
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 from zope.interface import implementer
