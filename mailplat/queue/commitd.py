@@ -3,7 +3,7 @@ The commit process: C{python -m mailplat.queue.commitd QUEUE_DIR}.
 
 The process that runs SMTP sessions hands it each received message held in
 memory as the whole queue file (L{mailplat.queue.store.SpoolFile.image}); it
-commits them in groups (L{mailplat.queue.store.QueueStore.commitImages}: each
+commits them in groups (L{mailplat.queue.files.commitImages}: each
 file written and fsynced, renamed into C{active/}, one fsync of C{active/})
 and answers one line per message once its group is on disk.  The SMTP
 session sends its 250 only then: the durability contract is the same as
@@ -34,8 +34,9 @@ import os
 import signal
 import struct
 import sys
+from functools import partial
 
-from mailplat.queue.store import QueueStore, _validId
+from mailplat.queue.files import ACTIVE, TMP, commitImages, validId
 
 FRAME = struct.Struct("!BI")
 # How much standard input is read at once.
@@ -73,7 +74,7 @@ def parseFrames(buffer):
         if end > len(buffer):
             break
         queueId = bytes(buffer[start : start + idLength]).decode("ascii", "replace")
-        if not _validId(queueId):
+        if not validId(queueId):
             raise ProtocolError(f"bad queue id {queueId!r}")
         images.append((queueId, bytes(buffer[start + idLength : end])))
         pos = end
@@ -83,7 +84,7 @@ def parseFrames(buffer):
 def replies(images, errors):
     """
     @return: the lines that answer C{images}, given
-        L{QueueStore.commitImages}'s C{errors}.
+        L{mailplat.queue.files.commitImages}'s C{errors}.
     """
     lines = []
     for (queueId, _), error in zip(images, errors):
@@ -94,9 +95,12 @@ def replies(images, errors):
     return b"".join(lines)
 
 
-def serve(store, inFD, outFD):
+def serve(commit, inFD, outFD):
     """
     Commit what arrives on C{inFD} until its end, answering on C{outFD}.
+
+    @param commit: C{f(images) -> errors}, I{blocking}
+        (L{mailplat.queue.files.commitImages} for one queue).
 
     @raise ProtocolError: malformed input (what came before was answered).
     """
@@ -111,7 +115,7 @@ def serve(store, inFD, outFD):
         images, consumed = parseFrames(buffer)
         del buffer[:consumed]
         if images:
-            answer = replies(images, store.commitImages(images))
+            answer = replies(images, commit(images))
             while answer:
                 answer = answer[os.write(outFD, answer) :]
 
@@ -145,7 +149,9 @@ def main(argv=None):
     if parent is not None and not dieWithParent(parent):
         return 1  # the parent died before this process could start
     try:
-        serve(QueueStore(argv[0]), 0, 1)
+        queue = argv[0]
+        commit = partial(commitImages, os.path.join(queue, TMP), os.path.join(queue, ACTIVE))
+        serve(commit, 0, 1)
     except ProtocolError as e:
         sys.stderr.write(f"malformed input: {e}\n")
         return 2

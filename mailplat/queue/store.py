@@ -34,6 +34,7 @@ import time
 
 from mailplat._fsutil import fsyncDirectory, runAll, writeFileAtomically
 from mailplat.queue.envelope import Envelope
+from mailplat.queue.files import ACTIVE, TMP, commitImages, syncRenamed, unlinkQuietly, validId
 
 _MAGIC = b"MAILPLAT-QUEUE 1 "
 _CHUNK = 64 * 1024
@@ -475,8 +476,8 @@ class QueueStore:
 
     def __init__(self, path):
         self.path = path
-        self.tmpDir = os.path.join(path, "tmp")
-        self.activeDir = os.path.join(path, "active")
+        self.tmpDir = os.path.join(path, TMP)
+        self.activeDir = os.path.join(path, ACTIVE)
         self.quarantineDir = os.path.join(path, "quarantine")
         self.holdDir = os.path.join(path, "hold")
         self.controlPath = os.path.join(path, "control")
@@ -582,84 +583,16 @@ class QueueStore:
             else:
                 results[n] = item
                 renamed.append(item)
-        error = self._syncRenamed([item.path for item in renamed])
+        error = syncRenamed(self.activeDir, [item.path for item in renamed])
         if error is not None:
             results = [r if isinstance(r, Exception) else error for r in results]
         return results
 
     def commitImages(self, images):
         """
-        I{blocking}.  Group commit of whole queue files (the commit process,
-        L{mailplat.queue.commitd}): each is written to C{tmp/<id>} and
-        fsynced (from several threads at once), renamed into C{active/},
-        then C{active/} is fsynced once; a message is durable when this
-        returns.
-
-        @param images: C{(queueId, bytes)} pairs (L{SpoolFile.image}).
-        @return: a list with, for each image in order, L{None} or the
-            L{OSError} that kept it out of the queue (nothing of it is left
-            then, in C{tmp/} or C{active/}).
+        I{blocking}.  L{mailplat.queue.files.commitImages} into this queue.
         """
-        errors = runAll(self._writeImage, images)
-        renamed = []
-        for n, ((queueId, _), error) in enumerate(zip(images, errors)):
-            if error is not None:
-                continue
-            final = os.path.join(self.activeDir, queueId)
-            try:
-                os.rename(os.path.join(self.tmpDir, queueId), final)
-            except OSError as e:
-                errors[n] = e
-                _unlinkQuietly(os.path.join(self.tmpDir, queueId))
-            else:
-                renamed.append(final)
-        failed = self._syncRenamed(renamed)
-        if failed is not None:
-            errors = [failed if error is None else error for error in errors]
-        return errors
-
-    def _syncRenamed(self, paths):
-        """
-        fsync C{active/} once C{paths} were renamed into it; if that fails,
-        remove them.
-
-        @return: L{None}, or the exception the fsync raised.
-        """
-        if not paths:
-            return None
-        try:
-            fsyncDirectory(self.activeDir)
-        except Exception as e:
-            for path in paths:
-                _unlinkQuietly(path)
-            return e
-        return None
-
-    def _writeImage(self, image):
-        """
-        One file of L{commitImages}, in one of its threads.
-
-        @return: L{None}, or the L{OSError} that stopped it (the file is
-            removed then).
-        """
-        queueId, data = image
-        path = os.path.join(self.tmpDir, queueId)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except OSError as e:
-            return e
-        try:
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError as e:
-            _unlinkQuietly(path)
-            return e
-        return None
+        return commitImages(self.tmpDir, self.activeDir, images)
 
     def discardCommits(self, queueIds):
         """
@@ -669,7 +602,7 @@ class QueueStore:
         """
         removed = False
         for queueId in queueIds:
-            _unlinkQuietly(os.path.join(self.tmpDir, queueId))
+            unlinkQuietly(os.path.join(self.tmpDir, queueId))
             try:
                 os.unlink(os.path.join(self.activeDir, queueId))
                 removed = True
@@ -706,7 +639,7 @@ class QueueStore:
         @raise QueueFileError: it cannot be parsed.
         @raise FileNotFoundError: no such message.
         """
-        if not _validId(queueId):
+        if not validId(queueId):
             raise FileNotFoundError(queueId)
         path = os.path.join(self.holdDir if held else self.activeDir, queueId)
         with open(path, "rb") as f:
@@ -797,7 +730,7 @@ class QueueStore:
         return results
 
     def _move(self, queueId, source, destination, wait):
-        if not _validId(queueId):
+        if not validId(queueId):
             raise FileNotFoundError(queueId)
         path = os.path.join(source, queueId)
         fd = lockFile(path, wait)
@@ -839,7 +772,7 @@ class QueueStore:
         @raise FileNotFoundError: no such message.
         @raise QueueBusy: it is being delivered right now.
         """
-        if not _validId(queueId):
+        if not validId(queueId):
             raise FileNotFoundError(queueId)
         for where, directory in (("active", self.activeDir), ("hold", self.holdDir)):
             path = os.path.join(directory, queueId)
@@ -873,18 +806,3 @@ class QueueStore:
                 pass
         fsyncDirectory(self.activeDir)
         fsyncDirectory(self.quarantineDir)
-
-
-def _unlinkQuietly(path):
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
-def _validId(queueId):
-    """
-    Whether C{queueId} can name a queue file (no path tricks from the admin
-    command line).
-    """
-    return bool(queueId) and queueId.isalnum() and queueId.isascii()

@@ -15,7 +15,7 @@ from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
 from mailplat.queue import commitd
-from mailplat.queue import store as storeModule
+from mailplat.queue import files as filesModule
 from mailplat.queue.commitprocess import CommitProcess
 from mailplat.queue.envelope import Envelope, Recipient
 from mailplat.queue.store import QueueStore, newQueueId
@@ -136,7 +136,7 @@ class CommitImagesTests(unittest.TestCase):
         def broken(path):
             raise OSError(errno.EIO, "Input/output error")
 
-        self.patch(storeModule, "fsyncDirectory", broken)
+        self.patch(filesModule, "fsyncDirectory", broken)
         spools = [spooled(self.queue) for _ in range(3)]
         errors = self.queue.commitImages([(s.envelope.id, s.image()) for s in spools])
         self.assertEqual([e.errno for e in errors], [errno.EIO] * 3)
@@ -176,7 +176,7 @@ class CommitdTests(unittest.TestCase):
         os.write(inWrite, data)
         os.close(inWrite)
         try:
-            commitd.serve(self.queue, inRead, outWrite)
+            commitd.serve(self.queue.commitImages, inRead, outWrite)
         finally:
             os.close(inRead)
             os.close(outWrite)

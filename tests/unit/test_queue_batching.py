@@ -19,6 +19,7 @@ from mailplat.auth.userdb import UserDatabase
 from mailplat.config.schema import QueueConfig
 from mailplat.delivery.local import LocalDelivery
 from mailplat.interfaces import IDeliveryTarget
+from mailplat.queue import files as filesModule
 from mailplat.queue import store as storeModule
 from mailplat.queue.commit import Batcher, GroupCommitter
 from mailplat.queue.envelope import (
@@ -138,8 +139,8 @@ class CommitManyTests(unittest.TestCase):
     def test_commitsAllWithOneDirectoryFsync(self):
         spools = [spooled(self.queue) for _ in range(3)]
         synced = []
-        real = storeModule.fsyncDirectory
-        self.patch(storeModule, "fsyncDirectory", lambda p: (synced.append(p), real(p)))
+        real = filesModule.fsyncDirectory
+        self.patch(filesModule, "fsyncDirectory", lambda p: (synced.append(p), real(p)))
         results = self.queue.commitMany(spools)
         self.assertEqual(synced, [self.queue.activeDir])
         self.assertTrue(all(isinstance(r, QueuedMessage) for r in results))
@@ -172,7 +173,7 @@ class CommitManyTests(unittest.TestCase):
         def fail(path):
             raise OSError(errno.EIO, "Input/output error")
 
-        self.patch(storeModule, "fsyncDirectory", fail)
+        self.patch(filesModule, "fsyncDirectory", fail)
         results = self.queue.commitMany(spools)
         self.assertTrue(all(isinstance(r, OSError) for r in results))
         self.assertEqual(self.queue.ids(), [])
