@@ -42,7 +42,7 @@ import struct
 import sys
 
 from twisted.internet import defer
-from twisted.logger import Logger, LogLevel, globalLogPublisher
+from twisted.logger import LogLevel, globalLogPublisher
 
 from mailplat.events import ACCEPTED, MailEvent
 from mailplat.listeners import ListenerService
@@ -112,7 +112,6 @@ class SMTPProcessService(SupervisedProcess):
     name = "smtp-process"
     label = "smtp process"
     whileDown = "this process accepts SMTP until a new one is ready"
-    log = Logger()
 
     def __init__(self, mail):
         SupervisedProcess.__init__(self, mail.reactor)

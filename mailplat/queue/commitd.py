@@ -2,7 +2,7 @@
 The commit process: C{python -m mailplat.queue.commitd QUEUE_DIR}.
 
 The process that runs SMTP sessions hands it each received message held in
-memory as the whole queue file (L{mailplat.queue.store.SpoolFile.image}); it
+memory as the whole queue file (L{mailplat.queue.store.SpoolFile.imageChunks}); it
 commits them in groups (L{mailplat.queue.files.commitImages}: each
 file written and fsynced, renamed into C{active/}, one fsync of C{active/})
 and answers one line per message once its group is on disk.  The SMTP
@@ -50,19 +50,20 @@ class ProtocolError(ValueError):
     """
 
 
-def frame(queueId, data):
+def frameHead(queueId, size):
     """
-    @return: the frame for the queue file C{data} of message C{queueId}.
+    @return: what comes before the C{size} bytes of message C{queueId}'s
+        queue file in its frame.
     """
     name = queueId.encode("ascii")
-    return FRAME.pack(len(name), len(data)) + name + data
+    return FRAME.pack(len(name), size) + name
 
 
 def parseFrames(buffer):
     """
     @param buffer: what was read so far (a L{bytearray}).
     @return: C{(images, consumed)}: the complete frames at the start of
-        C{buffer} as C{(queueId, bytes)}, and how many bytes they took.
+        C{buffer} as C{(queueId, bytearray)}, and how many bytes they took.
     @raise ProtocolError: a frame names an impossible queue id.
     """
     images = []
@@ -76,7 +77,7 @@ def parseFrames(buffer):
         queueId = bytes(buffer[start : start + idLength]).decode("ascii", "replace")
         if not validId(queueId):
             raise ProtocolError(f"bad queue id {queueId!r}")
-        images.append((queueId, bytes(buffer[start + idLength : end])))
+        images.append((queueId, buffer[start + idLength : end]))
         pos = end
     return images, pos
 

@@ -25,10 +25,9 @@ import os
 import sys
 
 from twisted.internet import defer
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from mailplat.queue.commitd import frame
+from mailplat.queue.commitd import frameHead
 from mailplat.supervisor import SupervisedProcess, childEnvironment
 
 # The commit process's standard input holds this much (Linux's default
@@ -52,7 +51,6 @@ class CommitProcess(SupervisedProcess):
     name = "commit-process"
     label = "commit process"
     whileDown = "messages are committed by threads until a new one starts"
-    log = Logger()
 
     def __init__(self, store, reactor, fallback, runBlocking):
         SupervisedProcess.__init__(self, reactor)
@@ -92,7 +90,11 @@ class CommitProcess(SupervisedProcess):
         queueId = spool.envelope.id
         d = defer.Deferred()
         self._pending[queueId] = (child, spool, d)
-        child.transport.write(frame(queueId, spool.image()))
+        chunks = spool.imageChunks()
+        # Twisted joins them once, when it writes to the pipe.
+        child.transport.writeSequence(
+            [frameHead(queueId, sum(map(len, chunks)))] + chunks
+        )
         return d
 
     def received(self, line):
@@ -108,7 +110,7 @@ class CommitProcess(SupervisedProcess):
             return
         number = int(status[6:])
         spool.abort()
-        d.errback(Failure(OSError(number, os.strerror(number))))
+        d.errback(OSError(number, os.strerror(number)))
 
     def ended(self, child, reason):
         SupervisedProcess.ended(self, child, reason)
@@ -141,8 +143,6 @@ class CommitProcess(SupervisedProcess):
                 self.log.failure("cannot remove the files of {ids}", result, ids=ids)
             for _, spool, waiting in lost:
                 spool.abort()
-                waiting.errback(
-                    Failure(OSError(errno.EIO, f"commit process [{child.pid}] ended"))
-                )
+                waiting.errback(OSError(errno.EIO, f"commit process [{child.pid}] ended"))
 
         d.addBoth(answer)

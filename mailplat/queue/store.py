@@ -40,6 +40,14 @@ _MAGIC = b"MAILPLAT-QUEUE 1 "
 _CHUNK = 64 * 1024
 
 
+def _prefix(header, room):
+    """
+    The start of a queue file: the header line, then the JSON envelope
+    C{header} padded with spaces to C{room} bytes.
+    """
+    return _MAGIC + b"%d\n" % room + header.ljust(room) + b"\n"
+
+
 class QueueFileError(ValueError):
     """
     A queue file cannot be parsed.
@@ -236,7 +244,7 @@ class SpoolFile:
 
     A small message is kept in memory and its file is created, written,
     fsynced and renamed in one go by L{commit} (in the commit thread), or
-    by the commit process from L{image}: the reactor thread makes no file
+    by the commit process from L{imageChunks}: the reactor thread makes no file
     system call for it at all.  Once a
     message grows past L{MEMORY_LIMIT} (or the process holds
     L{MEMORY_BUDGET} in memory), its file is created and what arrives is
@@ -254,9 +262,8 @@ class SpoolFile:
         self._header = header
         self._reserved = len(header) + _ENVELOPE_RESERVE
         # JSON allows trailing white space: the padding is room to grow.
-        prefix = _MAGIC + b"%d\n" % self._reserved
-        self._headerAt = len(prefix)
-        prefix += header.ljust(self._reserved) + b"\n"
+        prefix = _prefix(header, self._reserved)
+        self._headerAt = len(prefix) - self._reserved - 1
         self._chunks = [prefix]
         self._held = 0
         self.offset = len(prefix)
@@ -371,29 +378,30 @@ class SpoolFile:
             self._createFile()
         self._file.flush()
 
-    def image(self):
+    def imageChunks(self):
         """
         The whole queue file of a message held in memory (L{inMemory}), with
         the final envelope, for the commit process
-        (L{mailplat.queue.commitprocess}); the spool stays open until
-        L{committed} or L{abort}.
+        (L{mailplat.queue.commitprocess}): the chunks as they arrived, after
+        a new first chunk if the envelope changed.  The spool stays open
+        until L{committed} or L{abort}.
+
+        @return: a list of L{bytes}, L{offset} + L{size} long together.
         """
         header = self.envelope.toJSON()
         if header != self._header:
-            if len(header) <= self._reserved:
-                prefix = self._chunks[0][: self._headerAt] + header.ljust(self._reserved) + b"\n"
-            else:
-                prefix = _MAGIC + b"%d\n" % len(header) + header + b"\n"
-                self._reserved = len(header)
-                self._headerAt = len(prefix) - len(header) - 1
-                self.offset = len(prefix)
+            room = max(self._reserved, len(header))
+            prefix = _prefix(header, room)
             self._chunks[0] = prefix
             self._header = header
-        return b"".join(self._chunks)
+            self._reserved = room
+            self._headerAt = len(prefix) - room - 1
+            self.offset = len(prefix)
+        return self._chunks
 
     def committed(self):
         """
-        The commit process wrote L{image} to C{active/} durably: forget the
+        The commit process wrote L{imageChunks} to C{active/} durably: forget the
         message held in memory.
 
         @return: the L{QueuedMessage}.
@@ -419,7 +427,7 @@ class SpoolFile:
             os.pwrite(self._file.fileno(), header.ljust(self._reserved), self._headerAt)
             return
         copyPath = self.tmpPath + ".grow"
-        prefix = _MAGIC + b"%d\n" % len(header) + header + b"\n"
+        prefix = _prefix(header, len(header))
         with open(copyPath, "xb") as out, open(self.tmpPath, "rb") as old:
             out.write(prefix)
             old.seek(self.offset)

@@ -1,6 +1,6 @@
 """
 The commit process: the queue files it writes (L{QueueStore.commitImages},
-L{SpoolFile.image}), its program (L{mailplat.queue.commitd}) and the
+L{SpoolFile.imageChunks}), its program (L{mailplat.queue.commitd}) and the
 service that feeds it and keeps it running
 (L{mailplat.queue.commitprocess.CommitProcess}, with a real child process).
 """
@@ -37,6 +37,17 @@ def spooled(queue, content=CONTENT):
     return spool
 
 
+def image(spool):
+    """
+    The queue file the commit process gets for C{spool}.
+    """
+    return b"".join(spool.imageChunks())
+
+
+def frame(queueId, data):
+    return commitd.frameHead(queueId, len(data)) + data
+
+
 def stored(queue, queueId):
     with open(os.path.join(queue.activeDir, queueId), "rb") as f:
         return f.read()
@@ -44,7 +55,7 @@ def stored(queue, queueId):
 
 class CommitImagesTests(unittest.TestCase):
     """
-    L{SpoolFile.image} and L{QueueStore.commitImages} make the same queue
+    L{SpoolFile.imageChunks} and L{QueueStore.commitImages} make the same queue
     files as the commit threads, and leave nothing of a message they fail.
     """
 
@@ -53,7 +64,7 @@ class CommitImagesTests(unittest.TestCase):
         self.queue.create()
 
     def commitImage(self, spool):
-        [error] = self.queue.commitImages([(spool.envelope.id, spool.image())])
+        [error] = self.queue.commitImages([(spool.envelope.id, image(spool))])
         self.assertIsNone(error)
         return spool.committed()
 
@@ -113,7 +124,7 @@ class CommitImagesTests(unittest.TestCase):
         with open(foreign, "wb") as f:
             f.write(b"not ours")
         errors = self.queue.commitImages(
-            [(s.envelope.id, s.image()) for s in (good, bad)]
+            [(s.envelope.id, image(s)) for s in (good, bad)]
         )
         self.assertIsNone(errors[0])
         self.assertIsInstance(errors[1], FileExistsError)
@@ -127,7 +138,7 @@ class CommitImagesTests(unittest.TestCase):
 
         self.patch(os, "fsync", full)
         spool = spooled(self.queue)
-        [error] = self.queue.commitImages([(spool.envelope.id, spool.image())])
+        [error] = self.queue.commitImages([(spool.envelope.id, image(spool))])
         self.assertEqual(error.errno, errno.ENOSPC)
         self.assertEqual(os.listdir(self.queue.tmpDir), [])
         self.assertEqual(os.listdir(self.queue.activeDir), [])
@@ -138,7 +149,7 @@ class CommitImagesTests(unittest.TestCase):
 
         self.patch(filesModule, "fsyncDirectory", broken)
         spools = [spooled(self.queue) for _ in range(3)]
-        errors = self.queue.commitImages([(s.envelope.id, s.image()) for s in spools])
+        errors = self.queue.commitImages([(s.envelope.id, image(s)) for s in spools])
         self.assertEqual([e.errno for e in errors], [errno.EIO] * 3)
         self.assertEqual(os.listdir(self.queue.tmpDir), [])
         self.assertEqual(os.listdir(self.queue.activeDir), [])
@@ -184,7 +195,7 @@ class CommitdTests(unittest.TestCase):
             return f.read()
 
     def test_parseFrames(self):
-        data = commitd.frame("AAA1", b"one") + commitd.frame("BBB2", b"") + commitd.frame(
+        data = frame("AAA1", b"one") + frame("BBB2", b"") + frame(
             "CCC3", b"three"
         )
         whole, consumed = commitd.parseFrames(bytearray(data))
@@ -195,7 +206,7 @@ class CommitdTests(unittest.TestCase):
             self.assertEqual(images, whole[: len(images)])
             self.assertLess(len(images), 3)
             self.assertEqual(
-                consumed, len(b"".join(commitd.frame(i, d) for i, d in images))
+                consumed, len(b"".join(frame(i, d) for i, d in images))
             )
 
     def test_badQueueId(self):
@@ -203,7 +214,7 @@ class CommitdTests(unittest.TestCase):
             self.assertRaises(
                 commitd.ProtocolError,
                 commitd.parseFrames,
-                bytearray(commitd.frame(name, b"x")),
+                bytearray(frame(name, b"x")),
             )
 
     def test_serve(self):
@@ -212,19 +223,19 @@ class CommitdTests(unittest.TestCase):
         with open(os.path.join(self.queue.tmpDir, second.envelope.id), "wb"):
             pass
         out = self.serve(
-            b"".join(commitd.frame(s.envelope.id, s.image()) for s in (first, second))
+            b"".join(frame(s.envelope.id, image(s)) for s in (first, second))
         )
         self.assertEqual(
             out,
             b"%s ok\n%s error %d\n"
             % (first.envelope.id.encode(), second.envelope.id.encode(), errno.EEXIST),
         )
-        self.assertEqual(stored(self.queue, first.envelope.id), first.image())
+        self.assertEqual(stored(self.queue, first.envelope.id), image(first))
         self.assertEqual(os.listdir(self.queue.activeDir), [first.envelope.id])
 
     def test_inputEndsInsideAFrame(self):
         spool = spooled(self.queue)
-        data = commitd.frame(spool.envelope.id, spool.image())
+        data = frame(spool.envelope.id, image(spool))
         self.assertRaises(commitd.ProtocolError, self.serve, data[:-1])
         self.assertEqual(os.listdir(self.queue.activeDir), [])
 
@@ -244,12 +255,12 @@ class CommitdTests(unittest.TestCase):
             capture_output=True,
             timeout=30,
         )
-        done = run(commitd.frame(spool.envelope.id, spool.image()))
+        done = run(frame(spool.envelope.id, image(spool)))
         self.assertEqual(
             (done.returncode, done.stdout, done.stderr),
             (0, spool.envelope.id.encode() + b" ok\n", b""),
         )
-        bad = run(commitd.frame("../etc", b"x"))
+        bad = run(frame("../etc", b"x"))
         self.assertEqual(
             (bad.returncode, bad.stdout, bad.stderr),
             (2, b"", b"malformed input: bad queue id '../etc'\n"),
@@ -428,7 +439,7 @@ class CommitProcessTests(unittest.TestCase):
         # Once it answered a message it is past its start-up (a process
         # whose parent dies before that exits by itself).
         spool = spooled(self.queue)
-        os.write(inWrite, commitd.frame(spool.envelope.id, spool.image()))
+        os.write(inWrite, frame(spool.envelope.id, image(spool)))
         self.assertEqual(parent.stdout.readline(), spool.envelope.id.encode() + b" ok\n")
         self.assertTrue(_alive(commitPid))
         parent.kill()
