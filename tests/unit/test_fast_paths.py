@@ -29,6 +29,12 @@ from mailplat.testing import runSynchronously
 from tests.unit.test_queue_batching import ManualThread
 from tests.unit.test_smtp_server import SessionMixin
 
+# The whole reply to a message that was queued (a queue id is the time in
+# milliseconds, at least 10 hex digits, then 6 more).
+QUEUED = rb"250 2\.0\.0 Ok: queued as [0-9A-F]{16,}\r\n"
+# ... and the reply to the NOOP pipelined after the message.
+QUEUED_THEN_NOOP = rb"\A" + QUEUED + rb"250 2\.0\.0 Ok\r\n\Z"
+
 
 class GroupCommitSessionTests(SessionMixin, unittest.TestCase):
     """
@@ -56,14 +62,14 @@ class GroupCommitSessionTests(SessionMixin, unittest.TestCase):
         self.assertEqual((out1, out2, out3), (b"", b"", b""))
         self.assertEqual(self.activeFiles(), [])
         self.thread.runNext()
-        self.assertTrue(t1.value().startswith(b"250 2.0.0 Ok: queued as "))
-        self.assertTrue(t1.value().endswith(b"250 2.0.0 Ok\r\n"))
+        # The 250, then the pipelined NOOP's reply.
+        self.assertRegex(t1.value(), QUEUED_THEN_NOOP)
         self.assertEqual((t2.value(), t3.value()), (b"", b""))
         self.assertEqual(len(self.activeFiles()), 1)
         # The two that waited are committed together.
         self.thread.runNext()
         for t in (t2, t3):
-            self.assertTrue(t.value().startswith(b"250 2.0.0 Ok: queued as "))
+            self.assertRegex(t.value(), QUEUED_THEN_NOOP)
         self.assertEqual(len(self.activeFiles()), 3)
         self.assertEqual(self.ctx.committer.groups, 2)
         self.assertEqual(len(self.ctx.runner.enqueued), 3)
@@ -386,7 +392,7 @@ class MemorySpoolSessionTests(SessionMixin, unittest.TestCase):
         # Waiting for the commit: nothing on disk yet.
         self.assertEqual(self.tmpFiles(), [])
         self.thread.runNext()
-        self.assertTrue(t.value().startswith(b"250 2.0.0 Ok: queued as "))
+        self.assertRegex(t.value(), b"\\A" + QUEUED + b"\\Z")
         self.assertEqual(len(self.activeFiles()), 1)
         self.assertTrue(self.queuedContent().endswith(b"\r\nSubject: hi\r\n\r\nbody\r\n"))
         self.assertEqual(self.ctx.queue.memoryHeld, 0)
@@ -412,5 +418,5 @@ class MemorySpoolSessionTests(SessionMixin, unittest.TestCase):
         self.assertTrue(seen[0].endswith(b"\r\nSubject: hi\r\n\r\nbody\r\n"))
         self.assertEqual(queue.memoryHeld, 0)
         self.thread.runNext()
-        self.assertTrue(t.value().startswith(b"250 2.0.0 Ok: queued as "))
+        self.assertRegex(t.value(), b"\\A" + QUEUED + b"\\Z")
         self.assertEqual(self.queuedContent(), seen[0])
